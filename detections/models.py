@@ -1,0 +1,49 @@
+import uuid
+
+from django.db import models
+
+from devices.models import TRANSPORTS, Device
+
+
+class Image(models.Model):
+    """A plate or vehicle crop uploaded by a camera, referenced by detections as `image_ref`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to="images/%Y/%m/%d/")
+    content_type = models.CharField(max_length=32)
+    size = models.PositiveIntegerField()
+    uploaded_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+
+class Detection(models.Model):
+    message_id = models.UUIDField(unique=True)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="detections")
+    plate = models.CharField(max_length=32, help_text="As the camera sent it.")
+    plate_normalized = models.CharField(max_length=32, help_text="Upper case, no spaces or separators.")
+    confidence = models.FloatField()
+    region = models.CharField(max_length=32, blank=True)
+    candidates = models.JSONField(default=list, blank=True)
+    vehicle = models.JSONField(default=dict, blank=True)
+    bbox = models.JSONField(null=True, blank=True)
+    direction = models.CharField(max_length=16, blank=True)
+    speed_kph = models.FloatField(null=True, blank=True)
+    lane = models.FloatField(null=True, blank=True)
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="detections")
+    captured_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    received_via = models.CharField(max_length=16, choices=TRANSPORTS)
+    protocol = models.CharField(max_length=16, choices=TRANSPORTS, help_text="The transport the camera meant to use.")
+    latency_ms = models.FloatField(null=True)
+    extra = models.JSONField(default=dict, blank=True, help_text="Payload fields the server does not map, kept.")
+
+    class Meta:
+        ordering = ["-captured_at", "-id"]
+        indexes = [
+            models.Index(fields=["plate_normalized", "-captured_at"]),
+            models.Index(fields=["device", "-captured_at"]),
+            models.Index(fields=["-captured_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plate} @ {self.device_id}"

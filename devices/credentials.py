@@ -1,0 +1,87 @@
+"""Device credentials: issuing and rotating keys, and sealing the secrets we must keep.
+
+A device key is shown once. We store its SHA-256 (keys are 256 random bits,
+so an unsalted fast hash is safe and lets every request look a device up by
+one indexed query) and, because request signatures and broker password
+files need the key itself, a copy sealed with SECRETS_KEY. The Fernet
+payload key is sealed the same way. A database dump alone reveals neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from .models import Device
+
+KEY_PREFIX = "lpr_"
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    device_id: str
+    key: str
+    payload_key: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"device_id": self.device_id, "key": self.key, "payload_key": self.payload_key}
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def seal(secret: str) -> str:
+    return _vault().encrypt(secret.encode()).decode()
+
+
+def unseal(token: str) -> str:
+    return _vault().decrypt(token.encode()).decode()
+
+
+def device_key(device: Device) -> str:
+    return unseal(device.key_encrypted)
+
+
+def payload_key(device: Device) -> bytes:
+    return unseal(device.payload_key_encrypted).encode()
+
+
+def create_device(device_id: str, **fields) -> tuple[Device, IssuedCredentials]:
+    device = Device(id=device_id, **fields)
+    issued = assign_credentials(device)
+    device.full_clean()
+    device.save(force_insert=True)
+    return device, issued
+
+
+def assign_credentials(device: Device) -> IssuedCredentials:
+    """Give an unsaved device its key and payload key; the caller shows them once and saves."""
+    key, pkey = _new_key(), Fernet.generate_key().decode()
+    device.key_hash, device.key_encrypted, device.payload_key_encrypted = hash_key(key), seal(key), seal(pkey)
+    return IssuedCredentials(device.id, key, pkey)
+
+
+@transaction.atomic
+def rotate_key(device: Device) -> IssuedCredentials:
+    """Give the device a new key; the old key (and tokens made with it) stop working at once."""
+    key = _new_key()
+    Device.objects.filter(pk=device.pk).update(
+        key_hash=hash_key(key), key_encrypted=seal(key), key_version=F("key_version") + 1
+    )
+    device.refresh_from_db(fields=["key_hash", "key_encrypted", "key_version"])
+    return IssuedCredentials(device.id, key, unseal(device.payload_key_encrypted))
+
+
+def _new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _vault() -> Fernet:
+    return Fernet(settings.SECRETS_KEY.encode())

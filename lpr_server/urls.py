@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from detections.api import DetectionViewSet
+from devices.api import DeviceViewSet
+
+from . import health
+
+operator_api = DefaultRouter(trailing_slash=True)
+operator_api.register("detections", DetectionViewSet, basename="detection")
+operator_api.register("devices", DeviceViewSet, basename="device")
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("transport.rest.urls")),
+    path("api/v1/", include(operator_api.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.prometheus, name="metrics"),
+]

@@ -1,0 +1,62 @@
+"""factory_boy factories and envelope builders for tests."""
+
+import uuid
+from datetime import datetime, timezone
+
+import factory
+from django.contrib.auth import get_user_model
+
+from devices import credentials
+from devices.models import Device
+
+
+class DeviceFactory(factory.django.DjangoModelFactory):
+    """A saved device; its one-time credentials are on `device.issued`."""
+
+    class Meta:
+        model = Device
+
+    id = factory.Sequence(lambda n: f"CAM{n:03d}")
+    name = factory.LazyAttribute(lambda d: f"Gate {d.id}")
+    site = "north"
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        device = model_class(*args, **kwargs)
+        issued = credentials.assign_credentials(device)
+        device.save(force_insert=True)
+        device.issued = issued
+        return device
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"operator{n}")
+    password = factory.PostGenerationMethodCall("set_password", "secret-pass-123")
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+def envelope(device_id: str, data_type: str = "detection", payload: dict | None = None, **fields) -> dict:
+    defaults = {
+        "detection": {"plate": "AB123CD", "confidence": 0.93},
+        "health": {"cpu_percent": 12.5, "temperature_c": 41.0, "network": {"latency_ms": 30, "packet_loss": 0.0}},
+        "config": {"version": 3, "values": {"fps": 15}},
+    }
+    env = {
+        "message_id": str(uuid.uuid4()),
+        "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "protocol": "rest",
+        "edge_device_id": device_id,
+        "data_type": data_type,
+        "payload": payload if payload is not None else defaults[data_type],
+        "metadata": {"protocol_version": "1.0", "compression": False, "encryption": False},
+    }
+    env.update(fields)
+    return env

@@ -1,0 +1,62 @@
+"""The contract's error format, `{"error": code, "detail": text, "field"?: name}`, for every HTTP answer."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from rest_framework import exceptions
+from rest_framework.views import exception_handler
+
+STATUS = {
+    "invalid": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "too_large": 413,
+    "unsupported_media_type": 415,
+    "throttled": 429,
+    "unavailable": 503,
+}
+
+
+def error_response(code: str, detail: str, field: str | None = None, retry_after: int | None = None, **extra) -> JsonResponse:
+    body = {"error": code, "detail": detail, **extra}
+    if field:
+        body["field"] = field
+    response = JsonResponse(body, status=STATUS.get(code, 400))
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    if code == "unauthenticated":
+        response["WWW-Authenticate"] = 'Device realm="lpr"'
+    return response
+
+
+_DRF_CODES = [
+    (exceptions.NotAuthenticated, "unauthenticated"),
+    (exceptions.AuthenticationFailed, "unauthenticated"),
+    (exceptions.PermissionDenied, "forbidden"),
+    (exceptions.NotFound, "not_found"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.Throttled, "throttled"),
+    (exceptions.ValidationError, "invalid"),
+    (exceptions.ParseError, "invalid"),
+]
+
+
+def drf_exception_handler(exc, context):
+    """The operator API's errors in the same shape as the device API's."""
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "invalid")
+    data = response.data
+    if isinstance(exc, exceptions.ValidationError) and isinstance(data, dict):
+        field, messages = next(iter(data.items()), (None, ["invalid"]))
+        message = messages[0] if isinstance(messages, list) and messages else messages
+        response.data = {"error": code, "detail": str(message), "field": field}
+    elif isinstance(exc, exceptions.ValidationError):
+        response.data = {"error": code, "detail": "; ".join(str(m) for m in data)}
+    else:
+        response.data = {"error": code, "detail": str(data.get("detail", exc)) if isinstance(data, dict) else str(data)}
+    return response

@@ -1,0 +1,206 @@
+"""The one write path for camera data, whatever transport brought it.
+
+    parse and validate (transport.envelope) → throttle → one transaction:
+    ledger insert (ON CONFLICT DO NOTHING decides duplicates) → domain rows in
+    bulk → on commit: announce to live dashboards and alert matching.
+
+Adapters call `ingest` (one message) or `ingest_batch` (many, possibly from
+many devices, as the MQTT bridge does) and send back the `Ack`s.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Sequence
+
+from django.db import InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from devices import credentials
+from devices.models import Device
+
+from . import announce, envelope, metrics, store
+from .envelope import Envelope, EnvelopeError
+from .models import RejectedMessage
+from .throttle import limiter
+
+log = logging.getLogger(__name__)
+
+ACCEPTED, DUPLICATE, REJECTED, THROTTLED, UNAVAILABLE = "accepted", "duplicate", "rejected", "throttled", "unavailable"
+UNAVAILABLE_RETRY_S = 5
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One message as a transport received it."""
+
+    body: bytes | str | dict
+    device: Device
+    via: str
+    topic_data_type: str | None = None  # MQTT: the data type named by the topic
+
+
+@dataclass(slots=True)
+class Ack:
+    message_id: str | None
+    status: str
+    error: str | None = None
+    detail: str | None = None
+    field: str | None = None
+    retry_after: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The contract's ack object (WebSocket, Socket.IO, MQTT `down/ack`)."""
+        out: dict[str, Any] = {"type": "ack", "message_id": self.message_id, "status": self.status}
+        for name in ("error", "detail", "field", "retry_after"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(slots=True)
+class _Pending:
+    index: int
+    item: Inbound
+    envelope: Envelope
+
+
+@dataclass(slots=True)
+class _Batch:
+    items: Sequence[Inbound]
+    received_at: datetime
+    acks: list[Ack | None] = field(default_factory=list)
+    rejects: list[RejectedMessage] = field(default_factory=list)
+
+    def reject(self, index: int, exc: EnvelopeError | store.StorageRefusal, message_id: str | None = None) -> None:
+        item = self.items[index]
+        message_id = getattr(exc, "message_id", None) or message_id or envelope.message_id_of(item.body)
+        self.acks[index] = Ack(message_id, REJECTED, exc.code, exc.detail, getattr(exc, "field", None))
+        self.rejects.append(
+            RejectedMessage(
+                device=item.device,
+                transport=item.via,
+                error=exc.code,
+                detail=exc.detail[:500],
+                message_id=(message_id or "")[:64],
+                excerpt=_excerpt(item.body),
+            )
+        )
+
+
+def ingest(body: bytes | str | dict, device: Device, via: str) -> Ack:
+    return ingest_batch([Inbound(body, device, via)])[0]
+
+
+def ingest_batch(items: Sequence[Inbound]) -> list[Ack]:
+    batch = _Batch(items, timezone.now(), [None] * len(items))
+    _throttle(batch)
+    pending = _parse(batch)
+    if pending:
+        _store(batch, pending)
+    _record_rejects(batch.rejects)
+    acks: list[Ack] = batch.acks  # type: ignore[assignment]  # every slot is filled by now
+    metrics.count_acks(items, acks)
+    return acks
+
+
+def _throttle(batch: _Batch) -> None:
+    per_device: dict[str, list[int]] = {}
+    for i, item in enumerate(batch.items):
+        per_device.setdefault(item.device.id, []).append(i)
+    for indexes in per_device.values():
+        device = batch.items[indexes[0]].device
+        wait = limiter.take(device.id, len(indexes), device.rate_limit_per_s)
+        if wait:
+            retry_after = max(1, round(wait + 0.5))
+            for i in indexes:
+                batch.acks[i] = Ack(
+                    envelope.message_id_of(batch.items[i].body),
+                    THROTTLED,
+                    "throttled",
+                    f"Device {device.id} is over its rate; resend after {retry_after} s.",
+                    retry_after=retry_after,
+                )
+
+
+def _parse(batch: _Batch) -> list[_Pending]:
+    pending: list[_Pending] = []
+    for i, item in enumerate(batch.items):
+        if batch.acks[i] is not None:
+            continue
+        try:
+            env = envelope.parse(item.body, lambda d=item.device: credentials.payload_key(d), batch.received_at)
+            _check_claims(env, item)
+        except EnvelopeError as exc:
+            batch.reject(i, exc)
+            continue
+        pending.append(_Pending(i, item, env))
+    return pending
+
+
+def _check_claims(env: Envelope, item: Inbound) -> None:
+    if env.device_id != item.device.id:
+        raise EnvelopeError(
+            "forbidden",
+            f"edge_device_id {env.device_id!r} is not the authenticated device {item.device.id!r}.",
+            "edge_device_id",
+            str(env.message_id),
+        )
+    if item.topic_data_type and item.topic_data_type != env.data_type:
+        raise EnvelopeError(
+            "invalid",
+            f"The topic says {item.topic_data_type!r} but data_type is {env.data_type!r}.",
+            "data_type",
+            str(env.message_id),
+        )
+
+
+def _store(batch: _Batch, pending: list[_Pending]) -> None:
+    try:
+        with transaction.atomic():
+            outcome = store.write([(p.item.device, p.item.via, p.envelope) for p in pending], batch.received_at)
+            transaction.on_commit(lambda: announce.stored(outcome.stored))
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("storage unavailable, %d message(s) not stored: %s", len(pending), exc)
+        for p in pending:
+            batch.acks[p.index] = Ack(
+                str(p.envelope.message_id), UNAVAILABLE, "unavailable", "Storage is unavailable; resend later.",
+                retry_after=UNAVAILABLE_RETRY_S,
+            )
+        return
+    for n, p in enumerate(pending):
+        refusal = outcome.refused.get(n)
+        if refusal:
+            batch.reject(p.index, refusal, str(p.envelope.message_id))
+        else:
+            status = ACCEPTED if n in outcome.inserted else DUPLICATE
+            batch.acks[p.index] = Ack(str(p.envelope.message_id), status)
+
+
+def record_refusal(via: str, code: str, detail: str, body: bytes | str = b"", device: Device | None = None) -> None:
+    """Record input refused before it reached the pipeline (bad credentials, oversize body)."""
+    _record_rejects(
+        [RejectedMessage(device=device, transport=via, error=code, detail=detail[:500],
+                         message_id=(envelope.message_id_of(body) or "") if body else "", excerpt=_excerpt(body))]
+    )  # fmt: skip
+    metrics.count_refusal(via)
+
+
+def _record_rejects(rejects: list[RejectedMessage]) -> None:
+    if not rejects:
+        return
+    try:
+        RejectedMessage.objects.bulk_create(rejects)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("could not record %d rejected message(s): %s", len(rejects), exc)
+
+
+def _excerpt(body: bytes | str | dict) -> str:
+    if isinstance(body, dict):
+        body = envelope.encode_json(body)
+    if isinstance(body, bytes):
+        body = body[: RejectedMessage.EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    return body[: RejectedMessage.EXCERPT_CHARS]

@@ -1,0 +1,138 @@
+"""The camera-facing REST API (CONTRACT section 3): bytes in, pipeline, answer out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+
+from detections.images import ImageRejected, store_upload
+from devices import commands, connectivity
+from devices.models import Device
+from transport import auth, envelope, pipeline
+from transport.errors import error_response
+
+from .device_auth import device_api, require_json
+
+BATCH_MAX_BYTES = settings.BATCH_MAX_MESSAGES * 64 * 1024
+
+
+class _Batch(msgspec.Struct):
+    messages: list[msgspec.Raw]
+
+
+_batch_decoder = msgspec.json.Decoder(_Batch)
+
+
+@device_api(max_bytes=settings.ENVELOPE_MAX_BYTES)
+def ingest(request: HttpRequest, device: Device) -> JsonResponse:
+    if (refusal := require_json(request)) is not None:
+        return refusal
+    ack = pipeline.ingest(request.body, device, "rest")
+    if ack.status == pipeline.ACCEPTED:
+        return JsonResponse({"message_id": ack.message_id, "status": ack.status}, status=201)
+    if ack.status == pipeline.DUPLICATE:
+        return JsonResponse({"message_id": ack.message_id, "status": ack.status}, status=200)
+    return error_response(ack.error, ack.detail, ack.field, ack.retry_after, message_id=ack.message_id)
+
+
+@device_api(max_bytes=BATCH_MAX_BYTES)
+def ingest_batch(request: HttpRequest, device: Device) -> JsonResponse:
+    if (refusal := require_json(request)) is not None:
+        return refusal
+    try:
+        raw = _batch_decoder.decode(request.body).messages
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return error_response("invalid", f'Body must be {{"messages": [envelope, ...]}}: {exc}', "messages")
+    if len(raw) > settings.BATCH_MAX_MESSAGES:
+        return error_response("too_large", f"{len(raw)} messages; a batch holds at most {settings.BATCH_MAX_MESSAGES}.", "messages")
+    acks = pipeline.ingest_batch([pipeline.Inbound(bytes(item), device, "rest") for item in raw])
+    for ack in acks:
+        if ack.status in (pipeline.THROTTLED, pipeline.UNAVAILABLE):
+            return error_response(ack.error, ack.detail, retry_after=ack.retry_after)
+    return JsonResponse({"results": [_result(ack) for ack in acks]})
+
+
+def _result(ack: pipeline.Ack) -> dict:
+    out = {"message_id": ack.message_id, "status": ack.status}
+    if ack.error:
+        out.update(error=ack.error, detail=ack.detail)
+    return out
+
+
+@device_api(max_bytes=settings.IMAGE_MAX_BYTES + 64 * 1024)
+def upload_image(request: HttpRequest, device: Device) -> JsonResponse:
+    if request.content_type != "multipart/form-data":
+        return error_response("unsupported_media_type", "Send multipart/form-data with the file in the 'image' field.")
+    upload = request.FILES.get("image")
+    if upload is None:
+        return error_response("invalid", "Missing the 'image' file field.", "image")
+    try:
+        image = store_upload(device, upload)
+    except ImageRejected as exc:
+        return error_response(exc.code, exc.detail, "image")
+    return JsonResponse({"image_ref": str(image.id)}, status=201)
+
+
+@device_api(methods=("GET",))
+def device_config(request: HttpRequest, device: Device) -> JsonResponse:
+    return JsonResponse({"version": device.desired_config_version, "values": device.desired_config})
+
+
+@device_api(methods=("GET",))
+def device_protocol(request: HttpRequest, device: Device) -> JsonResponse:
+    return JsonResponse(connectivity.recommend(device).as_dict())
+
+
+@device_api(methods=("POST",))
+def device_token(request: HttpRequest, device: Device) -> JsonResponse:
+    token, ttl = auth.issue_token(device)
+    return JsonResponse({"token": token, "expires_in": ttl}, status=201)
+
+
+LONG_POLL_INTERVAL_S = 0.5
+
+
+@device_api(methods=("GET",))
+async def device_commands(request: HttpRequest, device: Device) -> JsonResponse:
+    try:
+        wait = float(request.GET.get("wait", 0))
+    except ValueError:
+        return error_response("invalid", "wait must be a number of seconds.", "wait")
+    if not 0 <= wait <= settings.COMMAND_LONG_POLL_MAX_S:
+        return error_response("invalid", f"wait must be between 0 and {settings.COMMAND_LONG_POLL_MAX_S}.", "wait")
+    deadline = time.monotonic() + wait
+    while True:
+        pending = await sync_to_async(_hand_out)(device)
+        if pending or time.monotonic() >= deadline:
+            return JsonResponse({"commands": pending})
+        await asyncio.sleep(min(LONG_POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
+
+
+def _hand_out(device: Device) -> list[dict]:
+    pending = commands.pending_for(device)
+    commands.mark_sent(pending, "rest")
+    return [commands.wire_shape(c) for c in pending]
+
+
+@device_api(max_bytes=64 * 1024)
+def ack_command(request: HttpRequest, device: Device, command_id: str) -> JsonResponse:
+    try:
+        payload = envelope.parse_control(request.body)
+    except envelope.EnvelopeError as exc:
+        return error_response(exc.code, exc.detail, exc.field)
+    if str(payload.command_id) != str(command_id):
+        return error_response("invalid", "command_id in the body differs from the one in the URL.", "command_id")
+    answer = commands.Answer(payload.command_id, payload.status, payload.result, payload.error)
+    with transaction.atomic():
+        refused = commands.apply_answers(device.id, [answer], "rest")
+    if refused:
+        error = refused[payload.command_id]
+        return error_response(error.code, error.detail, "command_id")
+    state = commands.Command.objects.values_list("state", flat=True).get(pk=payload.command_id)
+    return JsonResponse({"command_id": str(payload.command_id), "state": state})

@@ -1,0 +1,196 @@
+"""The pipeline's storage step, run inside its transaction.
+
+The ledger (`transport.Message`) is inserted first with ON CONFLICT DO
+NOTHING; only messages it reports as new get their domain rows, written in
+bulk, one INSERT per data type. References to other rows (an `image_ref`, a
+command a control payload answers) are checked before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+from django.db.models import Q
+
+from detections.models import Detection, Image
+from detections.plates import normalize
+from devices.commands import Answer, apply_answers
+from devices.models import Command, Device, HealthLog, ReportedConfig
+
+from . import bulk
+from .envelope import Envelope
+from .models import Message
+
+TOUCH_INTERVAL_S = 1.0
+
+Item = tuple[Device, str, Envelope]  # (device, via, envelope)
+
+
+class StorageRefusal(Exception):
+    def __init__(self, code: str, detail: str, field: str | None = None):
+        super().__init__(detail)
+        self.code, self.detail, self.field = code, detail, field
+
+
+@dataclass(slots=True)
+class Stored:
+    """A message newly committed, as post-commit consumers see it."""
+
+    device_id: str
+    via: str
+    envelope: Envelope
+    received_at: datetime
+    latency_ms: float | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    inserted: set[int] = field(default_factory=set)
+    refused: dict[int, StorageRefusal] = field(default_factory=dict)
+    stored: list[Stored] = field(default_factory=list)
+
+
+def write(items: list[Item], received_at: datetime) -> Outcome:
+    outcome = Outcome()
+    _check_references(items, outcome)
+    candidates = _first_of_each_id(items, outcome)
+    new_ids = set(
+        bulk.insert(
+            Message,
+            ["message_id", "device", "data_type", "received_via", "protocol", "sequence", "sent_at", "received_at", "latency_ms"],
+            [
+                (e.message_id, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, _latency(e, received_at))
+                for d, via, e in (items[i] for i in candidates)
+            ],
+            skip_conflicts_on="message_id",
+            returning="message_id",
+        )
+    )
+    fresh = [i for i in candidates if items[i][2].message_id in new_ids]
+    outcome.inserted.update(fresh)
+    by_type: dict[str, list[Item]] = {}
+    for i in fresh:
+        device, via, env = items[i]
+        by_type.setdefault(env.data_type, []).append(items[i])
+        outcome.stored.append(Stored(device.id, via, env, received_at, _latency(env, received_at)))
+    _write_detections(by_type.get("detection", []), received_at)
+    _write_health(by_type.get("health", []), received_at)
+    _write_configs(by_type.get("config", []), received_at)
+    _apply_controls(by_type.get("control", []))
+    _touch_devices([items[i] for i in fresh], received_at)
+    return outcome
+
+
+def _first_of_each_id(items: list[Item], outcome: Outcome) -> list[int]:
+    """Indexes still to store; a message_id repeated inside one batch is stored once."""
+    seen: set[UUID] = set()
+    keep = []
+    for i, (_, _, env) in enumerate(items):
+        if i in outcome.refused or env.message_id in seen:
+            continue
+        seen.add(env.message_id)
+        keep.append(i)
+    return keep
+
+
+def _check_references(items: list[Item], outcome: Outcome) -> None:
+    image_refs = {e.payload.image_ref for _, _, e in items if e.data_type == "detection" and e.payload.image_ref}
+    command_ids = {e.payload.command_id for _, _, e in items if e.data_type == "control"}
+    images = dict(Image.objects.filter(id__in=image_refs).values_list("id", "device_id")) if image_refs else {}
+    commands = dict(Command.objects.filter(id__in=command_ids).values_list("id", "device_id")) if command_ids else {}
+    for i, (device, _, env) in enumerate(items):
+        if env.data_type == "detection" and env.payload.image_ref and images.get(env.payload.image_ref) != device.id:
+            outcome.refused[i] = StorageRefusal("invalid", "image_ref is not an image this device uploaded.", "payload.image_ref")
+        elif env.data_type == "control" and commands.get(env.payload.command_id) != device.id:
+            outcome.refused[i] = StorageRefusal("invalid", "command_id is not a command for this device.", "payload.command_id")
+
+
+def _write_detections(items: list[Item], received_at: datetime) -> None:
+    rows = []
+    for device, via, e in items:
+        p = e.payload
+        rows.append((
+            e.message_id, device.id, p.plate, normalize(p.plate), p.confidence, p.region or "",
+            msgspec.to_builtins(p.candidates), p.vehicle or {}, msgspec.to_builtins(p.bbox), _direction(p.direction),
+            p.speed_kph, p.lane, p.image_ref, e.timestamp, received_at, via, e.protocol, _latency(e, received_at), e.extra,
+        ))  # fmt: skip
+    bulk.insert(
+        Detection,
+        ["message_id", "device", "plate", "plate_normalized", "confidence", "region", "candidates", "vehicle", "bbox",
+         "direction", "speed_kph", "lane", "image", "captured_at", "received_at", "received_via", "protocol",
+         "latency_ms", "extra"],
+        rows,
+    )  # fmt: skip
+
+
+def _write_health(items: list[Item], received_at: datetime) -> None:
+    rows = []
+    for device, via, e in items:
+        p, net = e.payload, e.payload.network or _NO_NETWORK
+        rows.append((
+            e.message_id, device.id, e.timestamp, received_at, via, p.cpu_percent, p.memory_percent, p.temperature_c,
+            p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms, net.bandwidth_kbps,
+            net.packet_loss, net.uptime_percent, e.extra,
+        ))  # fmt: skip
+    bulk.insert(
+        HealthLog,
+        ["message_id", "device", "reported_at", "received_at", "received_via", "cpu_percent", "memory_percent",
+         "temperature_c", "disk_percent", "uptime_s", "fps", "queue_depth", "firmware", "latency_ms",
+         "bandwidth_kbps", "packet_loss", "uptime_percent", "extra"],
+        rows,
+    )  # fmt: skip
+
+
+def _write_configs(items: list[Item], received_at: datetime) -> None:
+    bulk.insert(
+        ReportedConfig,
+        ["message_id", "device", "version", "values", "reported_at", "received_at"],
+        [(e.message_id, d.id, e.payload.version, e.payload.values, e.timestamp, received_at) for d, _, e in items],
+    )
+
+
+def _apply_controls(items: list[Item]) -> None:
+    by_device: dict[str, list[Answer]] = {}
+    via_of: dict[str, str] = {}
+    for device, via, e in items:
+        p = e.payload
+        by_device.setdefault(device.id, []).append(Answer(p.command_id, p.status, p.result, p.error))
+        via_of[device.id] = via
+    for device_id, answers in by_device.items():
+        apply_answers(device_id, answers, via_of[device_id])
+
+
+def _touch_devices(items: list[Item], now: datetime) -> None:
+    """Keep last_seen/transport/firmware current without an UPDATE per message."""
+    stale: dict[str, list[Device]] = {}
+    for device, via, env in items:
+        firmware = env.payload.firmware if env.data_type == "health" else None
+        if firmware and firmware != device.firmware:
+            Device.objects.filter(pk=device.pk).update(firmware=firmware)
+            device.firmware = firmware
+        seen = device.last_seen_at
+        if seen is None or via != device.last_transport or (now - seen).total_seconds() >= TOUCH_INTERVAL_S:
+            stale.setdefault(via, []).append(device)
+            device.last_seen_at, device.last_transport = now, via
+    for via, devices in stale.items():
+        Device.objects.filter(Q(pk__in={d.pk for d in devices})).update(last_seen_at=now, last_transport=via)
+
+
+def _latency(env: Envelope, received_at: datetime) -> float:
+    return round((received_at - env.timestamp).total_seconds() * 1000, 3)
+
+
+def _direction(value: str | float | None) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+class _NoNetwork:
+    latency_ms = bandwidth_kbps = packet_loss = uptime_percent = None
+
+
+_NO_NETWORK = _NoNetwork()
