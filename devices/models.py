@@ -34,6 +34,12 @@ class Device(models.Model):
     firmware = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Presence inputs: the server's own ping round trip, and the MQTT status topic (retained, last will).
+    measured_latency_ms = models.FloatField(null=True, blank=True)
+    measured_latency_at = models.DateTimeField(null=True, blank=True)
+    mqtt_status = models.CharField(max_length=8, blank=True, choices=[("online", "online"), ("offline", "offline")])
+    mqtt_status_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["id"]
 
@@ -117,3 +123,16 @@ class CommandTransition(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+
+class ProtocolSwitch(models.Model):
+    """A change of transport the server observed for a device, with why."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="protocol_switches")
+    from_transport = models.CharField(max_length=16, blank=True)
+    to_transport = models.CharField(max_length=16)
+    reason = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-at"]

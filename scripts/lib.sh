@@ -82,3 +82,14 @@ ensure_services() {
     wait_for Mosquitto 127.0.0.1 1883
   fi
 }
+
+# node_modules from package-lock.json (front-end assets, the JavaScript test client), when it changed.
+ensure_node_modules() {
+  command -v npm >/dev/null || apt_install nodejs npm
+  local want; want=$(sha256sum package-lock.json | cut -d' ' -f1)
+  if [ "$(cat node_modules/.installed 2>/dev/null)" != "$want" ]; then
+    step "Installing npm packages from package-lock.json"
+    npm ci --no-audit --no-fund --loglevel=error >&2 || die "npm ci failed; rerun to see npm's errors"
+    echo "$want" > node_modules/.installed
+  fi
+}

@@ -1,5 +1,6 @@
 """factory_boy factories and envelope builders for tests."""
 
+import secrets
 import uuid
 from datetime import datetime, timezone
 
@@ -10,13 +11,17 @@ from devices import credentials
 from devices.models import Device
 
 
+# Unique per test process, so concurrent runs sharing one MQTT broker never share a device topic.
+RUN_TOKEN = secrets.token_hex(2).upper()
+
+
 class DeviceFactory(factory.django.DjangoModelFactory):
     """A saved device; its one-time credentials are on `device.issued`."""
 
     class Meta:
         model = Device
 
-    id = factory.Sequence(lambda n: f"CAM{n:03d}")
+    id = factory.Sequence(lambda n: f"CAM{RUN_TOKEN}{n:03d}")
     name = factory.LazyAttribute(lambda d: f"Gate {d.id}")
     site = "north"
 
