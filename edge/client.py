@@ -170,7 +170,10 @@ class EdgeClient:
             return
         t = self._transport
         if t is not None and t.name == level and not t.connected:
-            await self._failed("connection_lost")
+            if t.needs_reauth:
+                await self._open(level)  # fresh token, same transport
+            else:
+                await self._failed("connection_lost")
             return
         if t is None or t.name != level:
             await self._open(level)

@@ -49,6 +49,11 @@ class Transport:
     def connected(self) -> bool:
         raise NotImplementedError
 
+    @property
+    def needs_reauth(self) -> bool:
+        """Closed by the server for a bad or expired token: reconnect, do not switch."""
+        return False
+
     async def connect(self) -> None:
         raise NotImplementedError
 

@@ -49,6 +49,10 @@ class WebSocketTransport(Transport):
     def connected(self) -> bool:
         return self._ws is not None and self._reader is not None and not self._reader.done()
 
+    @property
+    def needs_reauth(self) -> bool:
+        return self.close_code == AUTH_CLOSE
+
     async def connect(self) -> None:
         for refresh in (False, True):
             token = await self.api.token(refresh=refresh)
@@ -119,7 +123,8 @@ class WebSocketTransport(Transport):
     async def _send(self, envelopes: list[dict[str, Any]]) -> list[Ack]:
         ws = self._ws
         if ws is None or not self.connected:
-            raise TransportError("connection_lost", "not connected")
+            raise TransportError("auth" if self.needs_reauth else "connection_lost",
+                                 f"not connected (close code {self.close_code})")
         futs = {e["message_id"]: self._acks.expect(e["message_id"]) for e in envelopes}
         try:
             for env in envelopes:

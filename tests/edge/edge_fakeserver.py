@@ -34,6 +34,8 @@ class FakeServer:
     command_acks: list[dict[str, Any]] = field(default_factory=list)
     commands: list[dict[str, Any]] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)
+    tokens_issued: int = 0
+    refuse_realtime: bool = False  # every WebSocket / Socket.IO token is refused
     ws_clients: list[web.WebSocketResponse] = field(default_factory=list)
     port: int = 0
 
@@ -122,7 +124,8 @@ class FakeServer:
     # -- REST ----------------------------------------------------------------
     async def token(self, request: web.Request) -> web.Response:
         device = self._auth(request)
-        token = f"tok-{device}-{len(self.tokens) + 1}"
+        self.tokens_issued += 1
+        token = f"tok-{device}-{self.tokens_issued}"
         self.tokens[token] = device
         return web.json_response({"token": token, "expires_in": self.token_lifetime})
 
@@ -191,7 +194,7 @@ class FakeServer:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         device = self.tokens.get(request.query.get("token", ""))
-        if device is None:
+        if device is None or self.refuse_realtime:
             await ws.close(code=4401, message=b"bad token")
             return ws
         self.ws_clients.append(ws)
@@ -216,7 +219,7 @@ class FakeServer:
     # -- Socket.IO -----------------------------------------------------------
     async def sio_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         device = self.tokens.get((auth or {}).get("token", ""))
-        if device is None:
+        if device is None or self.refuse_realtime:
             raise socketio.exceptions.ConnectionRefusedError("unauthenticated")
         await self.sio.save_session(sid, {"device": device}, namespace="/device")
 
