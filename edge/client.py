@@ -61,6 +61,7 @@ class EdgeClient:
         self._task: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._stopping = False
+        self._opened_at = 0.0
         self._last_eval = self._last_probe = self._last_health = time.monotonic()
 
     # -- public API ------------------------------------------------------------
@@ -170,10 +171,10 @@ class EdgeClient:
             return
         t = self._transport
         if t is not None and t.name == level and not t.connected:
-            if t.needs_reauth:
-                await self._open(level)  # fresh token, same transport
+            if t.needs_reauth and time.monotonic() - self._opened_at > 5.0:
+                await self._open(level)  # token expired: fresh token, same transport
             else:
-                await self._failed("connection_lost")
+                await self._failed("auth" if t.needs_reauth else "connection_lost")
             return
         if t is None or t.name != level:
             await self._open(level)
@@ -197,6 +198,7 @@ class EdgeClient:
             await self._failed(exc.kind)
             return
         self._transport = transport
+        self._opened_at = time.monotonic()
         self.selector.mark_connected()
 
     async def _deliver(self, transport: Transport, batch: list[Envelope]) -> None:

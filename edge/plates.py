@@ -91,6 +91,11 @@ class PlateStream:
             speed_kph=round(rng.uniform(10, 90), 1), lane=rng.randint(1, 3),
         )
 
+    @property
+    def mid_passage(self) -> bool:
+        """True while the current vehicle has more reads to come (seconds apart, not minutes)."""
+        return self.current is not None and self.current.reads_left > 0
+
     def next_read(self) -> dict[str, Any]:
         """Keyword arguments for ``EdgeClient.send_detection``."""
         if self.current is None or self.current.reads_left <= 0:

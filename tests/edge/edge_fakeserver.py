@@ -229,3 +229,51 @@ class FakeServer:
 
     async def sio_frame(self, sid: str, data: bytes) -> None:
         self.frames.append(data)
+
+
+class FakeMqttBridge:
+    """Stands in for the server's MQTT bridge on the real Mosquitto: acks ``up/#`` on ``down/ack``."""
+
+    def __init__(self, server: FakeServer, host: str = "127.0.0.1", port: int = 1883) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.server = server
+        self.topics: list[str] = []
+        self.silent = False  # stop acking, like a bridge whose database is down
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bridge-{id(self)}")
+        self.client.on_message = self._on_message
+        self._host, self._port = host, port
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> "FakeMqttBridge":
+        self.loop = asyncio.get_running_loop()
+        self.client.on_subscribe = lambda *a: self.loop.call_soon_threadsafe(self._subscribed.set)
+        self.client.connect(self._host, self._port)
+        self.client.subscribe("lpr/v1/devices/+/up/#", qos=1)
+        self.client.loop_start()
+        await asyncio.wait_for(self._subscribed.wait(), 5)
+        return self
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        self.loop.call_soon_threadsafe(self._handle, msg.topic, bytes(msg.payload))
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        self.topics.append(topic)
+        if self.silent:
+            return
+        device = topic.split("/")[3]
+        ack = self.server.store(json.loads(payload), device, "mqtt")
+        self.client.publish(f"lpr/v1/devices/{device}/down/ack", json.dumps(ack), qos=1)
+
+    def publish(self, topic: str, body: Any, retain: bool = False) -> None:
+        payload = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def clear_retained(self, device_id: str) -> None:
+        for leaf in ("status", "down/config"):
+            self.publish(f"lpr/v1/devices/{device_id}/{leaf}", b"", retain=True)
+
+    async def stop(self) -> None:
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)
