@@ -36,7 +36,7 @@ class EdgeClient:
         on_video: Handler | None = None, on_event: EventHandler | None = None,
         selector: ProtocolSelector | None = None, evaluate_interval_s: float = 5.0,
         probe_interval_s: float = 15.0, health_interval_s: float | None = None,
-        transport_options: dict[str, dict[str, Any]] | None = None,
+        transport_options: dict[str, dict[str, Any]] | None = None, sign_requests: bool = False,
     ) -> None:
         self.device = DeviceIdentity(server_url, device_id, key, mqtt_url)
         self.device_id, self.payload_key = device_id, payload_key
@@ -49,7 +49,7 @@ class EdgeClient:
         fixed = None if protocol == "auto" else protocol
         self.selector = selector or ProtocolSelector(
             top=realtime if fixed not in ("websocket", "socketio") else fixed, fixed=fixed)
-        self.api = DeviceApi(self.device)
+        self.api = DeviceApi(self.device, sign=sign_requests)
         self.commands = CommandRunner(self, on_command, on_config)
         self.evaluate_interval_s, self.probe_interval_s = evaluate_interval_s, probe_interval_s
         self.health_interval_s = health_interval_s

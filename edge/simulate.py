@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import random
@@ -30,6 +31,19 @@ from .client import EdgeClient
 from .plates import PlateStream
 
 PROTOCOLS = ("auto", "websocket", "socketio", "rest", "mqtt")
+# An 8x8 grey JPEG: what the simulated cameras stream when an operator watches.
+FRAME_JPEG = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDABALDA4MChAODQ4SERATGCgaGBYWGDEjJR0oOjM9PDkzODdASFxOQERX"
+    "RTc4UG1RV19iZ2hnPk1xeXBkeFxlZ2P/2wBDARESEhgVGC8aGi9jQjhCY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2Nj"
+    "Y2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2P/wAARCAAIAAgDASIAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAA"
+    "AAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUFBAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAk"
+    "M2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKT"
+    "lJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi4+Tl5ufo6erx8vP09fb3+Pn6/8QA"
+    "HwEAAwEBAQEBAQEBAQAAAAAAAAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAECAxEEBSExBhJBUQdh"
+    "cRMiMoEIFEKRobHBCSMzUvAVYnLRChYkNOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hp"
+    "anN0dXZ3eHl6goOEhYaHiImKkpOUlZaXmJmaoqOkpaanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk"
+    "5ebn6Onq8vP09fb3+Pn6/9oADAMBAAIRAxEAPwDMooooA//Z"
+)
 
 
 def load_credentials(path: str | None, cameras: int) -> list[dict[str, Any]]:
@@ -89,8 +103,9 @@ class Camera:
             mqtt_url=args.mqtt, protocol=args.protocol, realtime=args.realtime,
             outbox_path=os.path.join(args.state_dir, f"{device_id}.outbox.sqlite"),
             compression=args.compression, on_event=self.log, on_command=self.on_command,
-            evaluate_interval_s=args.evaluate_interval,
+            on_video=self.on_video, evaluate_interval_s=args.evaluate_interval,
         )
+        self._video: asyncio.Task[None] | None = None
 
     async def on_command(self, command: dict[str, Any]) -> dict[str, Any]:
         action = command.get("action")
@@ -101,12 +116,25 @@ class Camera:
             return {"captured": True, "image_ref": None}
         raise ValueError(f"unsupported action {action!r}")
 
+    async def on_video(self, push: dict[str, Any]) -> None:
+        if self._video is not None:
+            self._video.cancel()
+            self._video = None
+        if push.get("action") == "start":
+            fps = max(0.1, min(30.0, float(push.get("max_fps") or 2)))
+            self._video = asyncio.create_task(self._stream(1 / fps))
+
+    async def _stream(self, interval_s: float) -> None:
+        while True:
+            await self.client.send_frame(FRAME_JPEG)
+            await asyncio.sleep(interval_s)
+
     async def run(self, stop: asyncio.Event) -> None:
         await self.client.start()
         producers = [asyncio.create_task(self._detections(stop)),
                      asyncio.create_task(self._health(stop))]
         await stop.wait()
-        for task in producers:
+        for task in producers + ([self._video] if self._video else []):
             task.cancel()
         await asyncio.gather(*producers, return_exceptions=True)
 

@@ -6,6 +6,8 @@ the protocol recommendation.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from typing import Any
@@ -30,9 +32,19 @@ class ApiResponse:
             return default
 
 
+def signature_headers(key: str, body: bytes, now: float | None = None) -> dict[str, str]:
+    """``X-Timestamp`` and ``X-Signature: sha256=<hex HMAC-SHA256(key, ts + "." + body)>``."""
+    timestamp = str(int(time.time() if now is None else now))
+    digest = hmac.new(key.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return {"X-Timestamp": timestamp, "X-Signature": "sha256=" + digest.hexdigest()}
+
+
 class DeviceApi:
-    def __init__(self, device: DeviceIdentity, timeout_s: float = 10.0) -> None:
+    """``sign=True`` signs every request (devices marked ``require_signature``)."""
+
+    def __init__(self, device: DeviceIdentity, timeout_s: float = 10.0, sign: bool = False) -> None:
         self.device = device
+        self.sign = sign
         self.base = device.server_url.rstrip("/") + API
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
@@ -52,8 +64,10 @@ class DeviceApi:
     ) -> ApiResponse:
         """One call; network failures and timeouts become TransportError."""
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
-        data = None if json_body is None else json.dumps(json_body, separators=(",", ":"))
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        data = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if self.sign:
+            headers.update(signature_headers(self.device.key, data or b""))
         try:
             async with self._http().request(
                 method, self.base + path, data=data, params=params, timeout=timeout,

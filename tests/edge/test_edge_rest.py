@@ -166,3 +166,25 @@ def test_token_endpoint_gives_a_cached_jwt() -> None:
         await rest.close()
         await server.stop()
     run(body())
+
+
+def test_signed_requests_carry_timestamp_and_hmac_of_the_raw_body() -> None:
+    import hashlib
+    import hmac
+
+    from edge.transports.http import DeviceApi
+
+    async def body() -> None:
+        server = await FakeServer().start()
+        api = DeviceApi(DeviceIdentity(server.url, "CAM1", "key-1"), sign=True)
+        rest = RestTransport(api.device, api=api, poll=False)
+        e = env()
+        await rest.send([e])
+        req = [r for r in server.requests if r["path"] == "/api/v1/ingest/"][0]
+        ts = req["headers"]["X-Timestamp"]
+        expected = hmac.new(b"key-1", ts.encode() + b"." + req["body"], hashlib.sha256)
+        assert req["headers"]["X-Signature"] == "sha256=" + expected.hexdigest()
+        assert json.loads(req["body"]) == e
+        await api.close()
+        await server.stop()
+    run(body())

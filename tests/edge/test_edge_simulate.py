@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from edge.envelope import decode_payload
 from edge.plates import FORMATS, PlateStream, make_plate, misread
-from edge.simulate import load_credentials
+from edge.simulate import FRAME_JPEG, load_credentials
 from tests.edge.edge_fakeserver import FakeServer
 from tests.edge.edge_helpers import run
 
@@ -69,7 +69,14 @@ def test_simulator_cli_delivers_everything_it_logs(tmp_path) -> None:
             "--credentials", str(tmp_path / "creds.json"), "--state-dir",
             str(tmp_path / "state"), "--health-interval", "1", "--encrypt", "--compression",
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        async def watch_live_video() -> None:  # an operator opens the live view
+            while len(server.ws_clients) < 4:
+                await asyncio.sleep(0.05)
+            await server.push_ws({"type": "video", "action": "start", "max_fps": 5})
+        watcher = asyncio.create_task(watch_live_video())
         out, err = await proc.communicate()
+        watcher.cancel()
         assert proc.returncode == 0, err.decode()
         await server.stop()
         return server, out, err
@@ -92,6 +99,7 @@ def test_simulator_cli_delivers_everything_it_logs(tmp_path) -> None:
         assert {x["data_type"] for x in mine.values()} >= {"detection", "health", "config"}
         produced.update(mine)
     assert set(produced) == set(server.stored)
+    assert server.frames and set(server.frames) == {FRAME_JPEG}
     detections = [decode_payload(e["payload"], e["metadata"], fernet[e["edge_device_id"]])
                   for e in server.stored.values() if e["data_type"] == "detection"]
     assert all({"plate", "confidence", "candidates", "region"} <= set(d) for d in detections)
