@@ -1,29 +1,56 @@
-"""Operator API for detections (CONTRACT section 3)."""
+"""Operator API for detections (CONTRACT section 3): reads or passages, JSON pages or a streamed CSV."""
 
-from rest_framework import serializers, viewsets
+from django.core.handlers.asgi import ASGIRequest
+from rest_framework import renderers, serializers, viewsets
 
-from .search import Query, search
-from .serializers import DetectionSerializer
+from . import export
+from .search import InvalidSearch, Query, search, search_passages
+from .serializers import DetectionFilter, DetectionSerializer, PassageSerializer
 
 
-class DetectionFilter(serializers.Serializer):
-    plate = serializers.CharField(required=False, allow_blank=True, max_length=32)
-    device = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+class _CSVRenderer(renderers.BaseRenderer):
+    """Lets `?format=csv` through content negotiation; the CSV itself is streamed by `export`."""
 
-    def validate(self, attrs):
-        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
-            raise serializers.ValidationError({"until": "until must be later than since."})
-        return attrs
+    media_type, format = "text/csv", "csv"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return b""
 
 
 class DetectionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = DetectionSerializer
+    renderer_classes = [renderers.JSONRenderer, renderers.BrowsableAPIRenderer, _CSVRenderer]
 
     def get_queryset(self):
         if self.action != "list":
             return search(Query())
-        params = DetectionFilter(data=self.request.query_params)
-        params.is_valid(raise_exception=True)
-        return search(Query(**params.validated_data))
+        passages = self._params().get("view") == "passages"
+        return _run(search_passages if passages else search, self._query())
+
+    def get_serializer_class(self):
+        if self.action == "list" and self._params().get("view") == "passages":
+            return PassageSerializer
+        return DetectionSerializer
+
+    def list(self, request, *args, **kwargs):
+        if request.query_params.get("format") == "csv":
+            reads = _run(search, self._query())  # passages or not, the export lists reads (with their passage)
+            return export.csv_response(reads, asgi=isinstance(request._request, ASGIRequest))
+        return super().list(request, *args, **kwargs)
+
+    def _params(self) -> dict:
+        if not hasattr(self, "_validated"):
+            params = DetectionFilter(data=self.request.query_params)
+            params.is_valid(raise_exception=True)
+            self._validated = dict(params.validated_data)
+        return self._validated
+
+    def _query(self) -> Query:
+        return Query(**{k: v for k, v in self._params().items() if k != "view"})
+
+
+def _run(find, query: Query):
+    try:
+        return find(query)
+    except InvalidSearch as exc:
+        raise serializers.ValidationError({exc.field: exc.detail}) from None

@@ -14,6 +14,33 @@ class Image(models.Model):
     content_type = models.CharField(max_length=32)
     size = models.PositiveIntegerField()
     uploaded_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=32, blank=True, help_text="plate, vehicle or scene, when the camera says.")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    thumbnail = models.FileField(upload_to="thumbnails/%Y/%m/%d/", blank=True)
+
+
+class Passage(models.Model):
+    """One vehicle passing one camera: reads of the same (or a nearly same) plate close together in time.
+
+    Its id is stable once assigned, so alerts can be raised once per passage.
+    """
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="passages")
+    plate_normalized = models.CharField(max_length=32, help_text="The best read's plate.")
+    plate_folded = models.CharField(max_length=32, help_text="The best read's plate, OCR-confusable characters merged.")
+    best_message_id = models.UUIDField(help_text="message_id of the read with the highest confidence.")
+    best_confidence = models.FloatField()
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    read_count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-last_at", "-id"]
+        indexes = [models.Index(fields=["device", "-last_at"]), models.Index(fields=["-last_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.plate_normalized} @ {self.device_id} ({self.read_count} reads)"
 
 
 class Detection(models.Model):
@@ -36,6 +63,8 @@ class Detection(models.Model):
     protocol = models.CharField(max_length=16, choices=TRANSPORTS, help_text="The transport the camera meant to use.")
     latency_ms = models.FloatField(null=True)
     extra = models.JSONField(default=dict, blank=True, help_text="Payload fields the server does not map, kept.")
+    search_text = models.TextField(default="", blank=True, help_text="Folded plate and candidates (detections.plates.search_text).")
+    passage = models.ForeignKey(Passage, null=True, blank=True, on_delete=models.SET_NULL, related_name="reads")
 
     class Meta:
         ordering = ["-captured_at", "-id"]

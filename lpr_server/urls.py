@@ -4,6 +4,7 @@ from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from detections import views as detection_views
 from detections.api import DetectionViewSet
 from devices.api import DeviceViewSet
 
@@ -20,6 +21,8 @@ urlpatterns = [
     path("api/v1/", include(operator_api.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("media/images/<uuid:image_id>/", detection_views.image, name="image"),
+    path("media/images/<uuid:image_id>/thumbnail/", detection_views.image, {"thumbnail": True}, name="image-thumbnail"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.prometheus, name="metrics"),

@@ -15,8 +15,9 @@ from uuid import UUID
 import msgspec
 from django.db.models import Q
 
+from detections import passages
 from detections.models import Detection, Image
-from detections.plates import normalize
+from detections.plates import normalize, search_text
 from devices.commands import Answer, apply_answers
 from devices.models import Command, Device, HealthLog, ReportedConfig
 
@@ -109,19 +110,23 @@ def _check_references(items: list[Item], outcome: Outcome) -> None:
 
 
 def _write_detections(items: list[Item], received_at: datetime) -> None:
+    reads = [passages.Read(d.id, normalize(e.payload.plate), e.payload.confidence, e.timestamp, e.message_id) for d, _, e in items]
+    # In this transaction (at most three queries per batch), so alerts see each detection's passage.
+    passage_ids = passages.assign(reads)
     rows = []
-    for device, via, e in items:
+    for (device, via, e), read, passage_id in zip(items, reads, passage_ids):
         p = e.payload
         rows.append((
-            e.message_id, device.id, p.plate, normalize(p.plate), p.confidence, p.region or "",
+            e.message_id, device.id, p.plate, read.plate_normalized, p.confidence, p.region or "",
             msgspec.to_builtins(p.candidates), p.vehicle or {}, msgspec.to_builtins(p.bbox), _direction(p.direction),
             p.speed_kph, p.lane, p.image_ref, e.timestamp, received_at, via, e.protocol, _latency(e, received_at), e.extra,
+            search_text(p.plate, [c.plate for c in p.candidates]), passage_id,
         ))  # fmt: skip
     bulk.insert(
         Detection,
         ["message_id", "device", "plate", "plate_normalized", "confidence", "region", "candidates", "vehicle", "bbox",
          "direction", "speed_kph", "lane", "image", "captured_at", "received_at", "received_via", "protocol",
-         "latency_ms", "extra"],
+         "latency_ms", "extra", "search_text", "passage"],
         rows,
     )  # fmt: skip
 

@@ -1,0 +1,167 @@
+"""Grouping reads into passages: one vehicle passing one camera.
+
+A read joins a passage of the same device when its plate folds to the
+passage's best plate or is within PASSAGE_MAX_DISTANCE edits of it, and it
+was captured within PASSAGE_WINDOW_S of the passage's first or last read.
+
+`assign` runs inside the ingest transaction, once per batch (from
+transport.store), so a passage id exists when the post-commit consumers
+(alerts: one per passage) see the detection. It costs at most three
+queries per batch, whatever its size: open passages, new ones, extended ones.
+Extensions are written as increments in SQL, so two batches extending the
+same passage at once both count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Q
+
+from .models import Passage
+from .plates import fold, near
+
+
+@dataclass(slots=True)
+class Read:
+    device_id: str
+    plate_normalized: str
+    confidence: float
+    captured_at: datetime
+    message_id: UUID
+
+
+@dataclass(slots=True)
+class _Open:
+    """A passage as grouping sees it, with what this batch adds to it."""
+
+    id: int | None
+    device_id: str
+    folded: str
+    first_at: datetime
+    last_at: datetime
+    best: Read | None = None  # the best read this batch adds; SQL decides whether it beats the stored best
+    added: int = 0
+    first_added: datetime | None = None
+    last_added: datetime | None = None
+    reads: list[int] = field(default_factory=list)
+
+    def accepts(self, read: Read, folded: str, window: timedelta, max_distance: int) -> bool:
+        in_time = self.first_at - window <= read.captured_at <= self.last_at + window
+        return in_time and near(folded, self.folded, max_distance)
+
+    def add(self, index: int, read: Read) -> None:
+        self.reads.append(index)
+        self.added += 1
+        self.first_at, self.last_at = min(self.first_at, read.captured_at), max(self.last_at, read.captured_at)
+        self.first_added = min(self.first_added or read.captured_at, read.captured_at)
+        self.last_added = max(self.last_added or read.captured_at, read.captured_at)
+        if self.best is None or read.confidence > self.best.confidence:
+            self.best = read
+            if self.id is None:
+                self.folded = fold(read.plate_normalized)
+
+
+def window() -> timedelta:
+    return timedelta(seconds=getattr(settings, "PASSAGE_WINDOW_S", 5.0))
+
+
+def assign(reads: list[Read]) -> list[int]:
+    """The passage id of each read, creating and extending passages as needed."""
+    if not reads:
+        return []
+    win, max_distance = window(), getattr(settings, "PASSAGE_MAX_DISTANCE", 1)
+    open_by_device: dict[str, list[_Open]] = {}
+    for p in _open_passages(reads, win):
+        open_by_device.setdefault(p.device_id, []).append(p)
+    for index in sorted(range(len(reads)), key=lambda i: reads[i].captured_at):
+        read = reads[index]
+        folded = fold(read.plate_normalized)
+        passages = open_by_device.setdefault(read.device_id, [])
+        fits = [p for p in passages if p.accepts(read, folded, win, max_distance)]
+        target = min(fits, key=lambda p: _gap(p, read.captured_at)) if fits else None
+        if target is None:
+            target = _Open(None, read.device_id, folded, read.captured_at, read.captured_at)
+            passages.append(target)
+        target.add(index, read)
+    touched = [p for ps in open_by_device.values() for p in ps if p.added]
+    _create([p for p in touched if p.id is None])
+    _extend([p for p in touched if p.id is not None])
+    ids = [0] * len(reads)
+    for p in touched:
+        for index in p.reads:
+            ids[index] = p.id
+    return ids
+
+
+def _gap(p: _Open, at: datetime) -> float:
+    return 0.0 if p.first_at <= at <= p.last_at else min(abs((at - p.first_at).total_seconds()), abs((at - p.last_at).total_seconds()))
+
+
+def _open_passages(reads: list[Read], win: timedelta) -> list[_Open]:
+    span: dict[str, tuple[datetime, datetime]] = {}
+    for r in reads:
+        low, high = span.get(r.device_id, (r.captured_at, r.captured_at))
+        span[r.device_id] = (min(low, r.captured_at), max(high, r.captured_at))
+    where = Q()
+    for device_id, (low, high) in span.items():
+        where |= Q(device_id=device_id, last_at__gte=low - win, first_at__lte=high + win)
+    rows = Passage.objects.filter(where).values_list("id", "device_id", "plate_folded", "first_at", "last_at")
+    return [_Open(*row) for row in rows]
+
+
+def _create(new: list[_Open]) -> None:
+    if not new:
+        return
+    objs = [
+        Passage(
+            device_id=p.device_id, plate_normalized=p.best.plate_normalized, plate_folded=p.folded,
+            best_message_id=p.best.message_id, best_confidence=p.best.confidence,
+            first_at=p.first_at, last_at=p.last_at, read_count=p.added,
+        )
+        for p in new
+    ]  # fmt: skip
+    Passage.objects.bulk_create(objs)  # PostgreSQL and SQLite >= 3.35 both return the new ids
+    for p, obj in zip(new, objs):
+        p.id = obj.id
+
+
+def _extend(extended: list[_Open]) -> None:
+    """One UPDATE for every extended passage: counts added, times widened, best read replaced if beaten."""
+    if not extended:
+        return
+    pg = connection.vendor == "postgresql"
+    least, greatest = ("LEAST", "GREATEST") if pg else ("MIN", "MAX")
+    casts = ["::bigint", "::integer", "::timestamptz", "::timestamptz", "::uuid", "::double precision", "::text", "::text"]
+    row = "(" + ", ".join(f"%s{c if pg else ''}" for c in casts) + ")"
+    params: list = []
+    for p in extended:
+        b = p.best
+        params += [p.id, p.added, _dt(p.first_added), _dt(p.last_added), _uuid(b.message_id), b.confidence,
+                   b.plate_normalized, fold(b.plate_normalized)]  # fmt: skip
+    table = connection.ops.quote_name(Passage._meta.db_table)
+    better = "v.conf > t.best_confidence"
+    sql = (
+        f"WITH v(id, n, first_at, last_at, mid, conf, plate, folded) AS (VALUES {', '.join([row] * len(extended))}) "
+        f"UPDATE {table} AS t SET read_count = t.read_count + v.n, "
+        f"first_at = {least}(t.first_at, v.first_at), last_at = {greatest}(t.last_at, v.last_at), "
+        f"best_message_id = CASE WHEN {better} THEN v.mid ELSE t.best_message_id END, "
+        f"plate_normalized = CASE WHEN {better} THEN v.plate ELSE t.plate_normalized END, "
+        f"plate_folded = CASE WHEN {better} THEN v.folded ELSE t.plate_folded END, "
+        f"best_confidence = {greatest}(t.best_confidence, v.conf) "
+        f"FROM v WHERE t.id = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _dt(value: datetime):
+    return value if connection.vendor == "postgresql" else connection.ops.adapt_datetimefield_value(value)
+
+
+def _uuid(value: UUID):
+    return value if connection.vendor == "postgresql" else value.hex

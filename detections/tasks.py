@@ -1,0 +1,18 @@
+"""Celery tasks of the detections app."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from . import retention
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="detections.purge_expired", ignore_result=True)
+def purge_expired() -> None:
+    """Daily (CELERY_BEAT_SCHEDULE): delete what is past its retention age, batch by batch."""
+    purged = retention.purge_expired()
+    log.info("retention purged %s", purged)

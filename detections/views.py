@@ -1,0 +1,30 @@
+"""Serving stored camera images to people: logged-in users only."""
+
+from __future__ import annotations
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+
+from .models import Image
+
+
+def image(request: HttpRequest, image_id, thumbnail: bool = False) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return _anonymous(request)
+    img = get_object_or_404(Image, pk=image_id)
+    field = img.thumbnail if thumbnail else img.file
+    if not field:
+        raise Http404("This image has no thumbnail.")
+    content_type = "image/jpeg" if thumbnail else img.content_type
+    response = FileResponse(field.open("rb"), content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _anonymous(request: HttpRequest) -> HttpResponse:
+    """A browser goes to the login page; a script gets the API's 401."""
+    if "text/html" in request.headers.get("Accept", ""):
+        return redirect_to_login(request.get_full_path())
+    return JsonResponse({"error": "unauthenticated", "detail": "Log in to see camera images."}, status=401)
