@@ -111,6 +111,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_BEAT_SCHEDULE = {
+    "detections-purge-expired": {"task": "detections.purge_expired", "schedule": 24 * 3600.0},
+}
+
+# --- detections: passages and retention (days; 0 keeps forever) -----------------
+PASSAGE_WINDOW_S = env.float("PASSAGE_WINDOW_S", default=5.0)
+PASSAGE_MAX_DISTANCE = env.int("PASSAGE_MAX_DISTANCE", default=1)  # edits between folded plates of one passage
+RETENTION_DETECTIONS_DAYS = env.int("RETENTION_DETECTIONS_DAYS", default=90)
+RETENTION_IMAGES_DAYS = env.int("RETENTION_IMAGES_DAYS", default=30)
+RETENTION_HEALTH_DAYS = env.int("RETENTION_HEALTH_DAYS", default=30)
 
 # --- MQTT ----------------------------------------------------------------------
 # Unset: the run command starts an embedded broker on MQTT_EMBEDDED_PORT.
