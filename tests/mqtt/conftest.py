@@ -1,0 +1,221 @@
+"""MQTT test helpers: bridge subprocesses on the test database, private Mosquitto instances, camera clients.
+
+Bridges run as `manage.py run_mqtt_bridge` subprocesses against the
+pytest-django test database, so the tests that use them are
+`django_db(transaction=True)`: the bridge only sees committed rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_BROKER = ("127.0.0.1", 1883)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def test_database_url(**overrides) -> str:
+    from django.db import connection
+
+    s = {**connection.settings_dict, **overrides}
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class BridgeProcess:
+    """`manage.py run_mqtt_bridge` in a subprocess; its log is kept in a file the test can read."""
+
+    def __init__(self, log_dir: Path, url: str, client_id: str, *args: str, database_url: str | None = None):
+        self.log_path = log_dir / f"bridge-{client_id}-{uuid.uuid4().hex[:6]}.log"
+        self.args = ["--url", url, "--client-id", client_id, *args]
+        env = {**os.environ, "DATABASE_URL": database_url or test_database_url(), "LOG_LEVEL": "INFO",
+               "PYTHONUNBUFFERED": "1", "DB_CONN_MAX_AGE": "60"}  # fmt: skip
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "run_mqtt_bridge", *self.args],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_subscribed(self, timeout: float = 30.0) -> "BridgeProcess":
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bridge exited with {self.proc.returncode}:\n{self.log()}")
+            return "subscribed to" in self.log()
+
+        wait_until(ready, timeout, what="the bridge to subscribe")
+        return self
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._log.close()
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+
+class Mosquitto:
+    """A private Mosquitto on a free port, with the configuration a test needs."""
+
+    def __init__(self, directory: Path, extra_conf: str = "allow_anonymous true\n"):
+        self.port = free_port()
+        self.conf = directory / f"mosquitto-{self.port}.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "max_queued_messages 0\n"  # queue everything for offline persistent sessions (default drops past 1000)
+            "persistence false\n"
+            f"log_dest file {directory / f'mosquitto-{self.port}.log'}\n"
+            "log_type error\nlog_type warning\nlog_type notice\n" + extra_conf
+        )
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until(self._listening, 10, what=f"mosquitto on {self.port}")
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"mosquitto exited: {self.proc.stderr.read().decode()}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Camera:
+    """A device speaking MQTT the way camera firmware does: envelopes up, acks collected from `down/#`."""
+
+    def __init__(self, device_id: str, port: int = 1883, password: str | None = None, protocol=mqtt.MQTTv311):
+        self.device_id = device_id
+        self.root = f"lpr/v1/devices/{device_id}"
+        self.acks: dict[str, dict] = {}
+        self.ack_list: list[dict] = []
+        self.down: list[tuple[str, bytes, bool]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"cam-{device_id}-{uuid.uuid4().hex[:6]}",
+                                  protocol=protocol)  # fmt: skip
+        self.client.max_inflight_messages_set(0)
+        self.client.max_queued_messages_set(0)
+        if password is not None:
+            self.client.username_pw_set(device_id, password)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: setattr(self, "connect_rc", rc)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subacks.append(rcs)
+        self.connect_rc = None
+        self.subacks: list = []
+        self.port = port
+
+    def connect(self, subscribe: bool = True) -> "Camera":
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        wait_until(lambda: self.connect_rc is not None, 10, what="CONNACK")
+        if subscribe and not self.connect_rc.is_failure:
+            self.subscribe(f"{self.root}/down/#")
+        return self
+
+    def subscribe(self, topic: str):
+        """Subscribe and return the broker's reason code."""
+        before = len(self.subacks)
+        self.client.subscribe(topic, qos=1)
+        wait_until(lambda: len(self.subacks) > before, 10, what="SUBACK")
+        return self.subacks[before][0]
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self.down.append((msg.topic, msg.payload, msg.retain))
+        if msg.topic.endswith("/down/ack"):
+            body = json.loads(msg.payload)
+            if body.get("type") != "ack":
+                return  # the edge SDK's tests run a stand-in bridge on the shared broker; its acks are not ours
+            self.acks[body.get("message_id")] = body
+            self.ack_list.append(body)
+
+    def publish(self, body: dict | bytes, data_type: str | None = None, topic: str | None = None):
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        topic = topic or f"{self.root}/up/{data_type or body['data_type']}"
+        return self.client.publish(topic, payload, qos=1)
+
+    def wait_ack(self, message_id: str, timeout: float = 20.0) -> dict:
+        return wait_until(lambda: self.acks.get(message_id), timeout, what=f"ack for {message_id}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture(scope="session")
+def shared_bridge(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One bridge on the shared Mosquitto (127.0.0.1:1883) for the whole run, on the test database."""
+    with django_db_blocker.unblock():
+        bridge = BridgeProcess(
+            tmp_path_factory.mktemp("bridge"), f"mqtt://{SHARED_BROKER[0]}:{SHARED_BROKER[1]}",
+            f"lpr-test-bridge-{uuid.uuid4().hex[:8]}", "--session-expiry", "60",
+        )  # fmt: skip
+    bridge.wait_subscribed()
+    yield bridge
+    assert bridge.terminate() == 0, bridge.log()
+
+
+@pytest.fixture
+def cameras():
+    opened: list[Camera] = []
+
+    def open_camera(device, port: int = 1883, password: str | None = None, **kwargs) -> Camera:
+        camera = Camera(device.id, port, password, **kwargs).connect()
+        opened.append(camera)
+        return camera
+
+    yield open_camera
+    for camera in opened:
+        camera.close()
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    started: list[Mosquitto] = []
+
+    def start(extra_conf: str = "allow_anonymous true\n") -> Mosquitto:
+        broker = Mosquitto(tmp_path, extra_conf)
+        started.append(broker)
+        return broker
+
+    yield start
+    for broker in started:
+        broker.stop()

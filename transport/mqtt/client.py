@@ -1,0 +1,193 @@
+"""The one module that imports paho-mqtt: a broker connection on its own network thread.
+
+The bridge and the downlink publisher both use `Connection`; they see
+received messages as plain `Received` values and never touch paho.
+
+Broker address: `mqtt://[user:password@]host[:port][?protocol=3.1.1]`, or
+`mqtts://` for TLS (system trust store, or `?ca=/path/to/ca.pem`). MQTT 5 is
+the default; the embedded broker speaks 3.1.1 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+KEEPALIVE_S = 30
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    mqtt5: bool = True
+
+    @classmethod
+    def from_url(cls, url: str) -> "BrokerAddress":
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"MQTT_URL must start with mqtt:// or mqtts://, not {parts.scheme!r}")
+        tls = parts.scheme in ("mqtts", "ssl")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+            ca_file=query.get("ca"),
+            mqtt5=query.get("protocol", "5") not in ("3.1.1", "311", "4"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message from the broker. `generation` names the connection it came on: a PUBACK is only
+    meaningful on that connection, since after a reconnect the broker may reuse its packet id."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """How the broker should keep this client's subscriptions and unacknowledged messages."""
+
+    client_id: str = ""
+    persistent: bool = False  # keep subscriptions and queue QoS 1 messages while disconnected
+    expiry_s: int = SESSION_EXPIRY_S  # MQTT 5: how long the broker keeps a persistent session
+    receive_maximum: int = 0  # MQTT 5: unacknowledged messages the broker may send at once (0: broker's default)
+    manual_ack: bool = False
+
+
+class Connection:
+    """One paho client, connecting in the background and reconnecting with backoff (1 s doubling to 30 s)."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        session: Session = Session(),
+        subscriptions: Iterable[str] = (),
+        on_message: Callable[[Received], None] | None = None,
+        will: tuple[str, bytes] | None = None,
+    ) -> None:
+        self.address, self.session = address, session
+        self.subscriptions = list(subscriptions)
+        self.on_message = on_message
+        self.generation = 0
+        self.connected = threading.Event()
+        self._client = self._make_client(will)
+
+    def _make_client(self, will: tuple[str, bytes] | None) -> mqtt.Client:
+        a, s = self.address, self.session
+        kwargs = {} if a.mqtt5 else {"clean_session": not s.persistent}
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            protocol=mqtt.MQTTv5 if a.mqtt5 else mqtt.MQTTv311,
+            manual_ack=s.manual_ack,
+            **kwargs,
+        )
+        if a.username:
+            client.username_pw_set(a.username, a.password)
+        if a.tls:
+            client.tls_set(ca_certs=a.ca_file)
+        if will:
+            client.will_set(will[0], will[1], qos=1, retain=True)
+        # Unlimited outgoing in-flight: paho rescans its whole queue on every PUBACK when capped.
+        client.max_inflight_messages_set(0)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def start(self) -> None:
+        kwargs: dict = {}
+        if self.address.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            if self.session.persistent:
+                props.SessionExpiryInterval = self.session.expiry_s
+            if self.session.receive_maximum:
+                # Without it Mosquitto sends a v5 client at most max_inflight_messages (20) unacked messages.
+                props.ReceiveMaximum = self.session.receive_maximum
+            kwargs = {"clean_start": not self.session.persistent, "properties": props}
+        self._client.connect_async(self.address.host, self.address.port, KEEPALIVE_S, **kwargs)
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> "Publication":
+        return Publication(self._client.publish(topic, payload, qos=qos, retain=retain))
+
+    def ack(self, message: Received) -> bool:
+        """PUBACK a message received with manual acks; False if its connection is gone (the broker redelivers)."""
+        if message.qos == 0 or message.generation != self.generation or not self.connected.is_set():
+            return False
+        return self._client.ack(message.mid, message.qos) == mqtt.MQTT_ERR_SUCCESS
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker %s:%s refused the connection: %s", self.address.host, self.address.port, reason_code)
+            return
+        self.generation += 1
+        log.info("connected to MQTT broker %s:%s (session present: %s)", self.address.host, self.address.port,
+                 flags.session_present)  # fmt: skip
+        if self.subscriptions:
+            client.subscribe([(topic, 1) for topic in self.subscriptions])
+        self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        granted = [str(rc) for rc in reason_codes]
+        log.info("subscribed to %s: %s", ", ".join(self.subscriptions), ", ".join(granted))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if reason_code != 0:
+            log.warning("lost the MQTT broker (%s); reconnecting with backoff", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if self.on_message is not None:
+            self.on_message(Received(msg.topic, msg.payload, msg.mid, msg.qos, msg.retain, self.generation))
+
+
+class Publication:
+    """A publish handed to paho; `wait` is True once the broker has it (PUBACK for QoS 1)."""
+
+    def __init__(self, info: mqtt.MQTTMessageInfo) -> None:
+        self._info = info
+
+    def wait(self, timeout: float) -> bool:
+        if self._info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            return False
+        try:
+            self._info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return self._info.is_published()
