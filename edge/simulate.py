@@ -141,13 +141,15 @@ class Camera:
     async def _detections(self, stop: asyncio.Event) -> None:
         # About ``rate`` reads a second: vehicles arrive at random, and each one is
         # read 1-4 times a fraction of a second apart, as a camera sees a car pass.
+        # Mean reads per vehicle is 2.5, so the gap between vehicles is what is left of
+        # 2.5 / rate once the 1.5 follow-up reads are accounted for (always > 1 / rate).
+        intra = min(0.5, 1 / self.rate) if self.rate > 0 else 0.0
+        gap = 2.5 / self.rate - 1.5 * intra if self.rate > 0 else 3600.0
         while not stop.is_set():
-            if self.rate <= 0:
-                await asyncio.sleep(3600)
-            elif self.stream.mid_passage:
-                await asyncio.sleep(min(0.5, 1 / self.rate) * self.rng.uniform(0.5, 1.5))
+            if self.rate > 0 and self.stream.mid_passage:
+                await asyncio.sleep(intra * self.rng.uniform(0.5, 1.5))
             else:
-                await asyncio.sleep(self.rng.expovariate(self.rate / 2.5))
+                await asyncio.sleep(self.rng.expovariate(1 / gap))
             await self.client.send_detection(**self.stream.next_read())
 
     async def _health(self, stop: asyncio.Event) -> None:

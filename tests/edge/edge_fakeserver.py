@@ -234,11 +234,14 @@ class FakeServer:
 class FakeMqttBridge:
     """Stands in for the server's MQTT bridge on the real Mosquitto: acks ``up/#`` on ``down/ack``."""
 
-    def __init__(self, server: FakeServer, host: str = "127.0.0.1", port: int = 1883) -> None:
+    def __init__(self, server: FakeServer, devices: list[str], host: str = "127.0.0.1",
+                 port: int = 1883) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.server = server
+        # Only our own devices: the shared broker also carries other test suites' traffic.
+        self.devices = list(devices)
         self.topics: list[str] = []
         self.silent = False  # stop acking, like a bridge whose database is down
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bridge-{id(self)}")
@@ -250,7 +253,7 @@ class FakeMqttBridge:
         self.loop = asyncio.get_running_loop()
         self.client.on_subscribe = lambda *a: self.loop.call_soon_threadsafe(self._subscribed.set)
         self.client.connect(self._host, self._port)
-        self.client.subscribe("lpr/v1/devices/+/up/#", qos=1)
+        self.client.subscribe([(f"lpr/v1/devices/{d}/up/#", 1) for d in self.devices])
         self.client.loop_start()
         await asyncio.wait_for(self._subscribed.wait(), 5)
         return self
@@ -263,7 +266,11 @@ class FakeMqttBridge:
         if self.silent:
             return
         device = topic.split("/")[3]
-        ack = self.server.store(json.loads(payload), device, "mqtt")
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            body = None
+        ack = self.server.store(body, device, "mqtt")
         self.client.publish(f"lpr/v1/devices/{device}/down/ack", json.dumps(ack), qos=1)
 
     def publish(self, topic: str, body: Any, retain: bool = False) -> None:

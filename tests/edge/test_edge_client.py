@@ -124,7 +124,7 @@ def test_falls_down_the_ladder_keeps_everything_and_comes_back(tmp_path, device_
     """WebSocket lost -> REST fails -> MQTT; then the link heals and it climbs back."""
     async def body() -> None:
         server = await FakeServer(keys={device_id: "key-1"}).start()
-        bridge = await FakeMqttBridge(server).start()
+        bridge = await FakeMqttBridge(server, [device_id]).start()
         proxy = FaultProxy("127.0.0.1", server.port)
         await proxy.start()
         selector = ProtocolSelector(up_after=3, min_dwell_s=0.5, offline_retry_s=0.2)
@@ -162,7 +162,7 @@ def test_falls_down_the_ladder_keeps_everything_and_comes_back(tmp_path, device_
 def test_rest_timeout_switches_to_mqtt(tmp_path, device_id) -> None:
     async def body() -> None:
         server = await FakeServer(keys={device_id: "key-1"}).start()
-        bridge = await FakeMqttBridge(server).start()
+        bridge = await FakeMqttBridge(server, [device_id]).start()
         proxy = FaultProxy("127.0.0.1", server.port)
         await proxy.start()
         client = make_client(f"http://127.0.0.1:{proxy.port}", device_id, tmp_path,

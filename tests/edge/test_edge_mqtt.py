@@ -50,7 +50,7 @@ def envelope(device_id: str, data_type: str = "detection") -> dict:
 def test_publishes_on_up_topics_and_gets_acks_from_down_ack(device_id: str) -> None:
     async def body() -> None:
         server = FakeServer(keys={device_id: "k"})
-        bridge = await FakeMqttBridge(server).start()
+        bridge = await FakeMqttBridge(server, [device_id]).start()
         status = Watcher(f"lpr/v1/devices/{device_id}/status")
         mq = MqttTransport(DeviceIdentity("http://unused", device_id, "k", BROKER))
         await mq.connect()
@@ -73,7 +73,7 @@ def test_publishes_on_up_topics_and_gets_acks_from_down_ack(device_id: str) -> N
 
 def test_retained_config_and_commands_arrive_as_pushes(device_id: str) -> None:
     async def body() -> None:
-        bridge = await FakeMqttBridge(FakeServer()).start()
+        bridge = await FakeMqttBridge(FakeServer(), [device_id]).start()
         root = f"lpr/v1/devices/{device_id}"
         bridge.publish(f"{root}/down/config", {"version": 4, "values": {"fps": 12}}, retain=True)
         pushes: list = []
@@ -93,7 +93,7 @@ def test_retained_config_and_commands_arrive_as_pushes(device_id: str) -> None:
 
 def test_missing_ack_times_out_with_partial_acks(device_id: str) -> None:
     async def body() -> None:
-        bridge = await FakeMqttBridge(FakeServer()).start()
+        bridge = await FakeMqttBridge(FakeServer(), [device_id]).start()
         mq = MqttTransport(DeviceIdentity("http://unused", device_id, "k", BROKER),
                            ack_timeout_s=0.5)
         await mq.connect()
