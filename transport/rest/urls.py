@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import compat, views
 
 urlpatterns = [
     path("ingest/", views.ingest, name="ingest"),
@@ -11,4 +11,7 @@ urlpatterns = [
     path("device/commands/<str:command_id>/ack/", views.ack_command, name="device-command-ack"),
     path("device/protocol/", views.device_protocol, name="device-protocol"),
     path("device/token/", views.device_token, name="device-token"),
+    path("compat/openalpr/", compat.openalpr_webhook, name="compat-openalpr"),
+    path("compat/platerecognizer/", compat.platerecognizer_webhook, name="compat-platerecognizer"),
+    path("compat/hikvision/", compat.hikvision_webhook, name="compat-hikvision"),
 ]
