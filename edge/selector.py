@@ -2,20 +2,21 @@
 
 Score
 -----
-Each measurement is normalised to 0..1 (1 = good), clamped, then combined as a
-weighted mean over the factors that are known (weights renormalised)::
+The same formula as the server's ``devices/connectivity.py``, so camera and
+server agree on a link. Each measurement is normalised to 0..1 (1 = good),
+clamped, then combined as a weighted mean over the factors that are known
+(weights rescaled)::
 
-    latency   = 1 - (latency_ms - 50) / (1000 - 50)          1 at <= 50 ms, 0 at >= 1 s
-    bandwidth = bandwidth_kbps / 1000                          1 at >= 1 Mbit/s
-    loss      = 1 - packet_loss / 0.10                         1 at 0 %, 0 at >= 10 %
-    uptime    = (uptime_percent - 90) / 10                     1 at 100 %, 0 at <= 90 %
+    latency      = 1 - (latency_ms - 50) / 950        1 at <= 50 ms, 0 at >= 1 s     weight 0.3
+    packet_loss  = 1 - packet_loss / 0.10             1 at 0, 0 at >= 0.10 (10 %)    weight 0.3
+    bandwidth    = bandwidth_kbps / 2000              1 at >= 2 Mbit/s               weight 0.2
+    uptime       = uptime_percent / 100                                              weight 0.2
 
-    score = (0.35 latency + 0.20 bandwidth + 0.30 loss + 0.15 uptime) / (sum of known weights)
+    score = sum(weight * factor) / sum(weight of the known factors)
 
-``packet_loss`` is a fraction (0.02 = 2 %); a value above 1 is read as a percentage.
-The recommendation is ``websocket`` at score >= 0.8, ``rest`` at >= 0.5, else
-``mqtt``. :func:`connectivity_score` and :func:`recommend` depend on nothing
-but the standard library, so the server can compute the same figure.
+``packet_loss`` is a fraction (0.02 = 2 %). The recommendation is
+``websocket`` at score >= 0.8, ``rest`` at >= 0.5, else ``mqtt``.
+:func:`connectivity_score` and :func:`recommend` use only the standard library.
 
 Switching
 ---------
@@ -46,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-WEIGHTS = {"latency": 0.35, "bandwidth": 0.20, "loss": 0.30, "uptime": 0.15}
+WEIGHTS = {"latency": 0.3, "packet_loss": 0.3, "bandwidth": 0.2, "uptime": 0.2}
 WEBSOCKET_AT = 0.8
 REST_AT = 0.5
 REALTIME = ("websocket", "socketio")
@@ -69,13 +70,12 @@ def normalise(
     factors: dict[str, float] = {}
     if latency_ms is not None:
         factors["latency"] = _clamp(1 - (latency_ms - 50) / 950)
-    if bandwidth_kbps is not None:
-        factors["bandwidth"] = _clamp(bandwidth_kbps / 1000)
     if packet_loss is not None:
-        loss = packet_loss / 100 if packet_loss > 1 else packet_loss
-        factors["loss"] = _clamp(1 - loss / 0.10)
+        factors["packet_loss"] = _clamp(1 - packet_loss / 0.10)
+    if bandwidth_kbps is not None:
+        factors["bandwidth"] = _clamp(bandwidth_kbps / 2000)
     if uptime_percent is not None:
-        factors["uptime"] = _clamp((uptime_percent - 90) / 10)
+        factors["uptime"] = _clamp(uptime_percent / 100)
     return factors
 
 
@@ -90,7 +90,7 @@ def connectivity_score(
     if not factors:
         return None, factors
     total = sum(WEIGHTS[k] for k in factors)
-    return round(sum(WEIGHTS[k] * v for k, v in factors.items()) / total, 4), factors
+    return round(sum(WEIGHTS[k] * v for k, v in factors.items()) / total, 3), factors
 
 
 def recommend(score: float) -> str:
@@ -196,6 +196,7 @@ class ProtocolSelector:
             self.server_score = float(score)
 
     def record_send(self, ok: bool, rtt_ms: float | None = None) -> Switch | None:
+        """One send attempt; ``rtt_ms`` is its round trip (None when not a fair sample)."""
         self.stats.record_send(ok, rtt_ms)
         lat = self.stats.latency_ms
         if self.current in REALTIME and lat is not None and lat > self.high_latency_ms:
