@@ -89,8 +89,9 @@ def assign(reads: list[Read]) -> list[int]:
             passages.append(target)
         target.add(index, read)
     touched = [p for ps in open_by_device.values() for p in ps if p.added]
-    _create([p for p in touched if p.id is None])
-    _extend([p for p in touched if p.id is not None])
+    new, extended = [p for p in touched if p.id is None], [p for p in touched if p.id is not None]
+    _create(new)
+    _extend(extended)
     ids = [0] * len(reads)
     for p in touched:
         for index in p.reads:

@@ -1,0 +1,84 @@
+"""Grouping reads into passages: same or nearly same plate, one device, within the window."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from detections.models import Detection, Passage
+from tests.factories import DeviceFactory, UserFactory, envelope
+from transport import pipeline
+
+from .helpers import T0, ingest
+
+pytestmark = pytest.mark.django_db
+
+
+def _passage_of(message_id: str) -> Passage:
+    return Detection.objects.select_related("passage").get(message_id=message_id).passage
+
+
+def test_reads_of_one_car_form_one_passage_with_its_best_read():
+    gate, other_gate = DeviceFactory(), DeviceFactory()
+    first = ingest(gate, "AB123CD", timedelta(seconds=0), confidence=0.80)
+    best = ingest(gate, "AB123C0", timedelta(seconds=2), confidence=0.95)  # D read as 0: same car
+    ingest(gate, "A8123CD", timedelta(seconds=4), confidence=0.70)  # B read as 8
+    ingest(gate, "AB123D", timedelta(seconds=5), confidence=0.60)  # a character lost: within one edit
+    later = ingest(gate, "AB123CD", timedelta(seconds=20))  # past the 5 s window: the car came back
+    elsewhere = ingest(other_gate, "AB123CD", timedelta(seconds=1))  # another camera
+    different = ingest(gate, "ZZ999ZZ", timedelta(seconds=1))  # another car at the same gate
+
+    passage = _passage_of(first)
+    assert passage.read_count == 4
+    assert (passage.first_at, passage.last_at) == (T0, T0 + timedelta(seconds=5))
+    assert (str(passage.best_message_id), passage.plate_normalized, passage.best_confidence) == (best, "AB123C0", 0.95)
+    assert len({_passage_of(m).id for m in (first, later, elsewhere, different)}) == 4
+    assert Passage.objects.count() == 4
+    assert Detection.objects.filter(passage=passage).count() == 4
+
+
+def test_a_passage_keeps_its_id_as_later_batches_extend_it():
+    gate = DeviceFactory()
+    first = ingest(gate, "AB123CD", timedelta(seconds=0), confidence=0.7)
+    passage_id = _passage_of(first).id
+    late = ingest(gate, "AB123CD", timedelta(seconds=-3), confidence=0.6)  # queued offline, arrives after
+    better = ingest(gate, "AB123CD", timedelta(seconds=4), confidence=0.99)
+    assert _passage_of(late).id == passage_id == _passage_of(better).id
+    passage = Passage.objects.get(id=passage_id)
+    assert passage.read_count == 3
+    assert (passage.first_at, passage.last_at) == (T0 - timedelta(seconds=3), T0 + timedelta(seconds=4))
+    assert (str(passage.best_message_id), passage.best_confidence) == (better, 0.99)
+
+
+def test_one_batch_of_many_reads_groups_like_single_reads():
+    gate = DeviceFactory()
+    at = [T0 + timedelta(seconds=s) for s in (0, 1, 2, 30, 31)]
+    envs = [envelope(gate.id, payload={"plate": p, "confidence": 0.9}, timestamp=t.isoformat())
+            for p, t in zip(["AB123CD", "AB123CD", "AB123CO", "AB123CD", "AB123CD"], at)]  # fmt: skip
+    acks = pipeline.ingest_batch([pipeline.Inbound(e, gate, "rest") for e in reversed(envs)])
+    assert {a.status for a in acks} == {"accepted"}
+    counts = sorted(Passage.objects.filter(device=gate).values_list("read_count", flat=True))
+    assert counts == [2, 3]
+
+
+def test_the_window_is_configurable(settings):
+    settings.PASSAGE_WINDOW_S = 1.0
+    gate = DeviceFactory()
+    ingest(gate, "AB123CD", timedelta(seconds=0))
+    ingest(gate, "AB123CD", timedelta(seconds=3))
+    assert Passage.objects.filter(device=gate).count() == 2
+
+
+def test_search_can_return_passages_instead_of_reads():
+    gate = DeviceFactory()
+    for s in (0, 1, 2):
+        ingest(gate, "AB123CD", timedelta(seconds=s))
+    ingest(gate, "AB123CD", timedelta(minutes=5))
+    client = Client()
+    client.force_login(UserFactory())
+    reads = client.get("/api/v1/detections/", {"plate": "AB123CD"}).json()
+    passages = client.get("/api/v1/detections/", {"plate": "AB123CD", "view": "passages"}).json()
+    assert reads["count"] == 4
+    assert passages["count"] == 2
+    assert [p["read_count"] for p in passages["results"]] == [1, 3]
+    assert {"first_at", "last_at", "best_message_id", "best_confidence"} <= set(passages["results"][0])
