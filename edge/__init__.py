@@ -25,6 +25,20 @@ payloads as ``protocol_switches: [{from, to, reason, at, score, recommended}]``.
 Pushed commands ``ping``, ``switch_protocol`` and ``set_config`` are executed
 and answered with ``control`` envelopes (``received``, then ``done``/``failed``).
 
+Simulator and fault injection::
+
+    python -m edge.simulate --server http://127.0.0.1:8000 --cameras 50 --rate 2 \
+        --protocol auto --mqtt mqtt://127.0.0.1:1883 --duration 60 \
+        --credentials devices.json --state-dir sim-state
+    python -m edge.faultproxy --target 127.0.0.1:8000     # prints {"listen", "control"}
+
+``devices.json`` is ``[{"device_id", "key", "payload_key"}, ...]`` (or those
+objects one after another). Each camera appends to
+``<state-dir>/<device_id>.messages.jsonl`` one line per event:
+``{"event": "produced", "message_id", "sequence", "data_type", "timestamp"}``,
+``{"event": "ack", "message_id", "status"}``, ``{"event": "dropped", ...}``,
+``{"event": "switch", "from", "to", "reason", ...}``.
+
 Modules:
     envelope     build_envelope, encode_payload/decode_payload (gzip, Fernet), SequenceCounter
     outbox       Outbox, OutboxLimits: WAL SQLite, ack settling, shedding policy
