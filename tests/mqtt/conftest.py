@@ -7,6 +7,7 @@ pytest-django test database, so the tests that use them are
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -98,7 +99,10 @@ class Mosquitto:
         self.conf = directory / f"mosquitto-{self.port}.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "max_queued_messages 0\n"  # queue everything for offline persistent sessions (default drops past 1000)
+            f"user {getpass.getuser()}\n"  # as root Mosquitto would switch to `mosquitto`, who cannot read tmp_path
+            # Queue everything for offline persistent sessions (the default drops past 1000). Not 0 ("no limit"):
+            # Mosquitto 2.0.11 then drops the connection of a client whose publish the access list denied.
+            "max_queued_messages 1000000\n"
             "persistence false\n"
             f"log_dest file {directory / f'mosquitto-{self.port}.log'}\n"
             "log_type error\nlog_type warning\nlog_type notice\n" + extra_conf
