@@ -38,6 +38,12 @@ class DetectionViewSet(viewsets.ReadOnlyModelViewSet):
             return export.csv_response(reads, asgi=isinstance(request._request, ASGIRequest))
         return super().list(request, *args, **kwargs)
 
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        # Errors are JSON in the contract's format, even for `?format=csv`.
+        self.request.accepted_renderer, self.request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return response
+
     def _params(self) -> dict:
         if not hasattr(self, "_validated"):
             params = DetectionFilter(data=self.request.query_params)
