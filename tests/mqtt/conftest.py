@@ -43,7 +43,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: fl
         time.sleep(every)
 
 
-def test_database_url(**overrides) -> str:
+def bridge_database_url(**overrides) -> str:
     from django.db import connection
 
     s = {**connection.settings_dict, **overrides}
@@ -56,7 +56,7 @@ class BridgeProcess:
     def __init__(self, log_dir: Path, url: str, client_id: str, *args: str, database_url: str | None = None):
         self.log_path = log_dir / f"bridge-{client_id}-{uuid.uuid4().hex[:6]}.log"
         self.args = ["--url", url, "--client-id", client_id, *args]
-        env = {**os.environ, "DATABASE_URL": database_url or test_database_url(), "LOG_LEVEL": "INFO",
+        env = {**os.environ, "DATABASE_URL": database_url or bridge_database_url(), "LOG_LEVEL": "INFO",
                "PYTHONUNBUFFERED": "1", "DB_CONN_MAX_AGE": "60"}  # fmt: skip
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
