@@ -50,6 +50,18 @@ def bridge_database_url(**overrides) -> str:
     return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+RUNNING: list["BridgeProcess"] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_bridge_outlives_its_test(request):
+    """A failed test must not leave a bridge connected to the test database (it would block its teardown)."""
+    before = len(RUNNING)
+    yield
+    while len(RUNNING) > before:
+        RUNNING.pop().kill()
+
+
 class BridgeProcess:
     """`manage.py run_mqtt_bridge` in a subprocess; its log is kept in a file the test can read."""
 
@@ -63,6 +75,7 @@ class BridgeProcess:
             [sys.executable, "manage.py", "run_mqtt_bridge", *self.args],
             cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        RUNNING.append(self)
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -192,6 +205,7 @@ def shared_bridge(django_db_setup, django_db_blocker, tmp_path_factory):
             tmp_path_factory.mktemp("bridge"), f"mqtt://{SHARED_BROKER[0]}:{SHARED_BROKER[1]}",
             f"lpr-test-bridge-{uuid.uuid4().hex[:8]}", "--session-expiry", "60",
         )  # fmt: skip
+    RUNNING.remove(bridge)  # lives for the session, not the test that first asked for it
     bridge.wait_subscribed()
     yield bridge
     assert bridge.terminate() == 0, bridge.log()

@@ -6,6 +6,7 @@ or Socket.IO connection. One connection per process, opened on first use.
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from typing import Any
@@ -17,6 +18,7 @@ from transport.envelope import encode_json
 from . import topics
 from .client import BrokerAddress, Connection, Session
 
+EMBEDDED_URL_ENV = "LPR_MQTT_EMBEDDED_URL"  # set by transport.mqtt.embedded when it starts
 CONNECT_TIMEOUT_S = 3.0
 PUBLISH_TIMEOUT_S = 3.0
 
@@ -26,7 +28,11 @@ _connection: Connection | None = None
 
 def broker_url() -> str:
     """MQTT_URL, or the embedded broker the run command starts when it is unset (MQTT 3.1.1 only)."""
-    return settings.MQTT_URL or f"mqtt://127.0.0.1:{settings.MQTT_EMBEDDED_PORT}?protocol=3.1.1"
+    return (
+        settings.MQTT_URL
+        or os.environ.get(EMBEDDED_URL_ENV)
+        or f"mqtt://127.0.0.1:{settings.MQTT_EMBEDDED_PORT}?protocol=3.1.1"
+    )
 
 
 def publish_command(device_id: str, command: dict[str, Any], timeout: float = PUBLISH_TIMEOUT_S) -> bool:
