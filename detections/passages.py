@@ -62,8 +62,38 @@ class _Open:
         self.last_added = max(self.last_added or read.captured_at, read.captured_at)
         if self.best is None or read.confidence > self.best.confidence:
             self.best = read
-            if self.id is None:
-                self.folded = fold(read.plate_normalized)
+
+
+class _Index:
+    """Open passages by device and deletion neighbourhood: plates within k edits share a key, so a read
+    is compared with the few passages it may belong to, not with every open one."""
+
+    def __init__(self, max_distance: int):
+        self.max_distance = max_distance
+        self.all: list[_Open] = []
+        self._by_key: dict[tuple[str, str], list[_Open]] = {}
+
+    def add(self, p: _Open) -> _Open:
+        self.all.append(p)
+        for key in deletions(p.folded, self.max_distance):
+            self._by_key.setdefault((p.device_id, key), []).append(p)
+        return p
+
+    def near(self, device_id: str, folded: str) -> list[_Open]:
+        found: dict[int, _Open] = {}
+        for key in deletions(folded, self.max_distance):
+            for p in self._by_key.get((device_id, key), ()):
+                found[id(p)] = p
+        return list(found.values())
+
+
+def deletions(word: str, k: int) -> set[str]:
+    """`word` and every string made by deleting up to k of its characters."""
+    keys, frontier = {word}, {word}
+    for _ in range(k):
+        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
+        keys |= frontier
+    return keys
 
 
 def window() -> timedelta:
@@ -75,20 +105,18 @@ def assign(reads: list[Read]) -> list[int]:
     if not reads:
         return []
     win, max_distance = window(), getattr(settings, "PASSAGE_MAX_DISTANCE", 1)
-    open_by_device: dict[str, list[_Open]] = {}
+    index = _Index(max_distance)
     for p in _open_passages(reads, win):
-        open_by_device.setdefault(p.device_id, []).append(p)
-    for index in sorted(range(len(reads)), key=lambda i: reads[i].captured_at):
-        read = reads[index]
+        index.add(p)
+    for i in sorted(range(len(reads)), key=lambda i: reads[i].captured_at):
+        read = reads[i]
         folded = fold(read.plate_normalized)
-        passages = open_by_device.setdefault(read.device_id, [])
-        fits = [p for p in passages if p.accepts(read, folded, win, max_distance)]
+        fits = [p for p in index.near(read.device_id, folded) if p.accepts(read, folded, win, max_distance)]
         target = min(fits, key=lambda p: _gap(p, read.captured_at)) if fits else None
         if target is None:
-            target = _Open(None, read.device_id, folded, read.captured_at, read.captured_at)
-            passages.append(target)
-        target.add(index, read)
-    touched = [p for ps in open_by_device.values() for p in ps if p.added]
+            target = index.add(_Open(None, read.device_id, folded, read.captured_at, read.captured_at))
+        target.add(i, read)
+    touched = [p for p in index.all if p.added]
     new, extended = [p for p in touched if p.id is None], [p for p in touched if p.id is not None]
     _create(new)
     _extend(extended)
@@ -120,7 +148,7 @@ def _create(new: list[_Open]) -> None:
         return
     objs = [
         Passage(
-            device_id=p.device_id, plate_normalized=p.best.plate_normalized, plate_folded=p.folded,
+            device_id=p.device_id, plate_normalized=p.best.plate_normalized, plate_folded=fold(p.best.plate_normalized),
             best_message_id=p.best.message_id, best_confidence=p.best.confidence,
             first_at=p.first_at, last_at=p.last_at, read_count=p.added,
         )

@@ -112,3 +112,32 @@ def test_filters_device_site_confidence_vehicle_and_direction():
     assert plates(since=T0 + timedelta(seconds=30), until=T0 + timedelta(minutes=2)) == [(north.id, 0.55)]
     with pytest.raises(InvalidSearch):
         search(Query(since=T0, until=T0))
+
+
+def test_fuzzy_search_never_misses_a_plate_within_its_distance():
+    """The index threshold is a proven lower bound; random edits anywhere (ends included) must all be found."""
+    import random
+
+    from detections.plates import distance, fold
+
+    rng = random.Random(11)
+    alphabet = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+    device = DeviceFactory()
+    pairs = []
+    for n in range(150):
+        plate = "".join(rng.choice(alphabet) for _ in range(rng.randint(5, 8)))
+        query = list(plate)
+        for _ in range(2 if len(plate) >= 6 else 1):
+            edit, at = rng.choice("sdi"), rng.randrange(len(query) + 1)
+            if edit == "i":
+                query.insert(at, rng.choice(alphabet))
+            elif at < len(query):
+                query[at : at + 1] = [] if edit == "d" else [rng.choice(alphabet)]
+        pairs.append((plate, "".join(query)))
+        ingest(device, plate, timedelta(minutes=n))
+    for plate, query in pairs:
+        k = 2 if len(fold(query)) >= 6 else 1
+        if distance(fold(plate), fold(query), k) > k:
+            continue  # the edits cancelled out differently than planned; nothing to assert
+        found = set(search(Query(plate=query, match="fuzzy", distance=k)).values_list("plate", flat=True))
+        assert plate in found, (plate, query)
