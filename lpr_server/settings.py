@@ -130,6 +130,8 @@ MQTT_EMBEDDED_PORT = env.int("MQTT_EMBEDDED_PORT", default=1883)
 # --- device protocol -------------------------------------------------------------
 ENVELOPE_MAX_BYTES = 256 * 1024
 BATCH_MAX_MESSAGES = 1000
+BATCH_MAX_BYTES = 16 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = BATCH_MAX_BYTES + 1024
 IMAGE_MAX_BYTES = 5 * 1024 * 1024
 # Per device, per process: a token bucket refilled at RATE messages/s up to BURST.
 DEVICE_RATE_PER_S = env.float("DEVICE_RATE_PER_S", default=100.0)
@@ -138,6 +140,11 @@ SIGNATURE_MAX_SKEW_S = 300
 COMMAND_LONG_POLL_MAX_S = 30
 DEVICE_TOKEN_TTL_S = env.int("DEVICE_TOKEN_TTL_S", default=900)
 DEVICE_TOKEN_SECRET = env("DEVICE_TOKEN_SECRET", default=SECRET_KEY)
+# WebSocket / Socket.IO: the server pings every INTERVAL; a connection silent for TIMEOUT is closed.
+REALTIME_PING_INTERVAL_S = env.float("REALTIME_PING_INTERVAL_S", default=20.0)
+REALTIME_SILENT_TIMEOUT_S = env.float("REALTIME_SILENT_TIMEOUT_S", default=60.0)
+REALTIME_DB_WRITERS = env.int("REALTIME_DB_WRITERS", default=4)  # threads committing WebSocket/Socket.IO batches
+VIDEO_MAX_FPS = env.float("VIDEO_MAX_FPS", default=10.0)
 # Encrypts stored device secrets (payload and signing keys), so that a database dump alone does not reveal them.
 SECRETS_KEY = env(
     "SECRETS_KEY",

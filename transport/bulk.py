@@ -1,19 +1,28 @@
-"""Multi-row INSERTs for the ingest hot path.
+"""Bulk INSERTs for the ingest hot path.
 
 The ORM's `bulk_create` builds a model instance per row and cannot say which
-rows `ON CONFLICT DO NOTHING` skipped; here rows are plain tuples and
-`RETURNING` tells the caller exactly what was inserted. Works on PostgreSQL
-(production, tests) and SQLite (the laptop default).
+rows `ON CONFLICT DO NOTHING` skipped. Here rows are plain tuples:
+
+- On PostgreSQL, rows that may conflict go in one `INSERT … SELECT FROM
+  unnest(<one array per column>) ON CONFLICT DO NOTHING RETURNING …` (a
+  handful of parameters, whatever the row count, and RETURNING says exactly
+  what was inserted); rows that cannot conflict go through `COPY`, the
+  fastest way into PostgreSQL.
+- On SQLite (the laptop default) a multi-row `VALUES` does both.
+
+Both run on Django's connection, inside the caller's transaction.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import msgspec
+import psycopg
 from django.db import connection, models
 
-_MAX_PARAMS = 60_000
 _json = msgspec.json.Encoder()
 
 
@@ -30,46 +39,90 @@ def insert(
         return []
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
-    placeholders = "(" + ", ".join(_placeholder(f) for f in columns) + ")"
-    converters = [_converter(f) for f in columns]
-    sql_head = f"INSERT INTO {_q(meta.db_table)} ({', '.join(_q(f.column) for f in columns)}) VALUES "
-    sql_tail = ""
-    if skip_conflicts_on:
-        sql_tail += f" ON CONFLICT ({_q(meta.get_field(skip_conflicts_on).column)}) DO NOTHING"
-    if returning:
-        sql_tail += f" RETURNING {_q(meta.get_field(returning).column)}"
+    conflict = meta.get_field(skip_conflicts_on).column if skip_conflicts_on else None
+    back = meta.get_field(returning) if returning else None
+    if connection.vendor != "postgresql":
+        return _values(meta.db_table, columns, rows, conflict, back)
+    if conflict or back:
+        return _unnest(meta.db_table, columns, rows, conflict, back)
+    _copy(meta.db_table, columns, rows)
+    return []
 
+
+def _unnest(table: str, columns: list, rows: Sequence[Sequence[Any]], conflict: str | None, back) -> list[Any]:
+    arrays = [list(col) for col in zip(*rows)]
+    for i, field in enumerate(columns):
+        if isinstance(field, models.JSONField):
+            arrays[i] = [_to_json(v) for v in arrays[i]]
+    casts = ", ".join(f"%s::{_array_type(f)}" for f in columns)
+    sql = f"INSERT INTO {_q(table)} ({_names(columns)}) SELECT * FROM unnest({casts})"
+    if conflict:
+        sql += f" ON CONFLICT ({_q(conflict)}) DO NOTHING"
+    if back:
+        sql += f" RETURNING {_q(back.column)}"
+    with _logged(sql), _raw_cursor() as cursor:
+        cursor.execute(sql, arrays)
+        return [r[0] for r in cursor.fetchall()] if back else []
+
+
+def _copy(table: str, columns: list, rows: Sequence[Sequence[Any]]) -> None:
+    json_at = [i for i, f in enumerate(columns) if isinstance(f, models.JSONField)]
+    sql = f"COPY {_q(table)} ({_names(columns)}) FROM STDIN"
+    with _logged(sql), _raw_cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            if json_at:
+                row = list(row)
+                for i in json_at:
+                    row[i] = _to_json(row[i])
+            copy.write_row(row)
+
+
+def _values(table: str, columns: list, rows: Sequence[Sequence[Any]], conflict: str | None, back) -> list[Any]:
+    converters: list[Callable[[Any], Any]] = [
+        _to_json if isinstance(f, models.JSONField) else (lambda v, f=f: f.get_db_prep_save(v, connection))
+        for f in columns
+    ]
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    tail = (f" ON CONFLICT ({_q(conflict)}) DO NOTHING" if conflict else "") + (
+        f" RETURNING {_q(back.column)}" if back else ""
+    )
+    per_chunk = max(1, (connection.features.max_query_params or 999) // len(columns))
     out: list[Any] = []
-    per_chunk = max(1, _param_limit() // len(columns))
     with connection.cursor() as cursor:
         for start in range(0, len(rows), per_chunk):
             chunk = rows[start : start + per_chunk]
-            params = [conv(v) if conv else v for row in chunk for conv, v in zip(converters, row)]
-            cursor.execute(sql_head + ", ".join([placeholders] * len(chunk)) + sql_tail, params)
-            if returning:
-                out.extend(r[0] for r in cursor.fetchall())
-    if returning and connection.vendor == "sqlite":
-        field = meta.get_field(returning)
-        out = [field.to_python(v) for v in out]
+            params = [conv(v) for row in chunk for conv, v in zip(converters, row)]
+            cursor.execute(f"INSERT INTO {_q(table)} ({_names(columns)}) VALUES " + ", ".join([placeholders] * len(chunk)) + tail, params)
+            if back:
+                out.extend(back.to_python(r[0]) for r in cursor.fetchall())
     return out
 
 
-def _placeholder(field: models.Field) -> str:
-    if isinstance(field, models.JSONField) and connection.vendor == "postgresql":
-        return "%s::jsonb"
-    return "%s"
+@contextmanager
+def _logged(sql: str) -> Iterator[None]:
+    """Show the statement in `connection.queries`, as Django's debug cursor does for its own."""
+    started = time.perf_counter()
+    yield
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})
 
 
-def _converter(field: models.Field) -> Callable[[Any], Any] | None:
-    if isinstance(field, models.JSONField):
-        return lambda v: None if v is None else _json.encode(v).decode()
-    if connection.vendor == "postgresql":
-        return None  # psycopg adapts str, numbers, datetimes and UUIDs natively.
-    return lambda v: field.get_db_prep_save(v, connection)
+def _raw_cursor() -> psycopg.Cursor:
+    """A server-side-binding psycopg cursor on Django's connection (Django's own binds client-side)."""
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
 
 
-def _param_limit() -> int:
-    return min(connection.features.max_query_params or _MAX_PARAMS, _MAX_PARAMS)
+def _array_type(field: models.Field) -> str:
+    return ("jsonb" if isinstance(field, models.JSONField) else field.db_type(connection)) + "[]"
+
+
+def _to_json(value: Any) -> str | None:
+    return None if value is None else _json.encode(value).decode()
+
+
+def _names(columns: list) -> str:
+    return ", ".join(_q(f.column) for f in columns)
 
 
 def _q(name: str) -> str:

@@ -19,9 +19,6 @@ from transport.errors import error_response
 
 from .device_auth import device_api, require_json
 
-BATCH_MAX_BYTES = settings.BATCH_MAX_MESSAGES * 64 * 1024
-
-
 class _Batch(msgspec.Struct):
     messages: list[msgspec.Raw]
 
@@ -41,7 +38,7 @@ def ingest(request: HttpRequest, device: Device) -> JsonResponse:
     return error_response(ack.error, ack.detail, ack.field, ack.retry_after, message_id=ack.message_id)
 
 
-@device_api(max_bytes=BATCH_MAX_BYTES)
+@device_api(max_bytes=settings.BATCH_MAX_BYTES)
 def ingest_batch(request: HttpRequest, device: Device) -> JsonResponse:
     if (refusal := require_json(request)) is not None:
         return refusal

@@ -8,6 +8,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--access-log", action="store_true", help="log every request to stdout (costs throughput)")
 
-    def handle(self, *args, host, port, **opts):
-        CommandLineInterface().run(["-b", host, "-p", str(port), "--proxy-headers", "lpr_server.asgi:application"])
+    def handle(self, *args, host, port, access_log, **opts):
+        logging = ["--access-log", "-"] if access_log else ["-v", "0"]
+        CommandLineInterface().run(["-b", host, "-p", str(port), "--proxy-headers", *logging, "lpr_server.asgi:application"])
