@@ -1,5 +1,11 @@
-"""HTTP, Channels WebSockets and (later) Socket.IO, on one ASGI application."""
+"""HTTP, Channels WebSockets and Socket.IO, on one ASGI application.
 
+    /socket.io/    Socket.IO (python-socketio), namespace /device
+    /ws/...        Channels consumers (transport/ws/routing.py)
+    anything else  Django
+"""
+
+import asyncio
 import os
 
 from django.core.asgi import get_asgi_application
@@ -7,14 +13,16 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lpr_server.settings")
 django_http = get_asgi_application()  # must run before anything imports models
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-websocket_routes: list = []
+from transport import live  # noqa: E402
+from transport.socketio.server import mount  # noqa: E402
+from transport.ws.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_http,
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_routes)),
-    }
-)
+_app = mount(ProtocolTypeRouter({"http": django_http, "websocket": URLRouter(websocket_urlpatterns)}))
+
+
+async def application(scope, receive, send):
+    # Live broadcasts from worker threads (post-commit hooks) must run on the server's loop.
+    live.bind_loop(asyncio.get_running_loop())
+    return await _app(scope, receive, send)

@@ -1,0 +1,156 @@
+"""Micro-batching for real-time connections (WebSocket and Socket.IO).
+
+Each connection queues its frames. While one of its writes is in flight,
+new frames wait; the next write takes all of them. Writes are shared: a
+writer takes the queues of every connection that has frames waiting and no
+write in flight, and commits them with one `pipeline.ingest_batch` (up to
+BATCH_MAX_MESSAGES). So many connections streaming thousands of messages
+per second cost a few transactions per second, and each connection's
+messages are still committed, and acked, in the order it sent them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Awaitable, Callable, Generic, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from transport import envelope, pipeline
+from transport.pipeline import Ack, Inbound
+
+log = logging.getLogger(__name__)
+
+Token = TypeVar("Token")
+MAX_QUEUED = 5000  # per connection; beyond this it is told to slow down instead of queueing more
+CONNECTION_CHECK_S = 10.0
+
+_writers: ThreadPoolExecutor | None = None
+_thread_state = threading.local()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _writers
+    if _writers is None:
+        _writers = ThreadPoolExecutor(settings.REALTIME_DB_WRITERS, thread_name_prefix="lpr-rt-write")
+    return _writers
+
+
+def _ingest(items: list[Inbound]) -> list[Ack]:
+    # Each writer thread keeps its database connection (CONN_MAX_AGE). Django's per-request
+    # close_old_connections() would cost a health-check round trip per batch, so it runs here only
+    # every few seconds and after a batch the database refused, which is enough to heal a restart.
+    if getattr(_thread_state, "check_after", 0.0) <= time.monotonic():
+        close_old_connections()
+        _thread_state.check_after = time.monotonic() + CONNECTION_CHECK_S
+    acks = pipeline.ingest_batch(items)
+    if any(ack.status == pipeline.UNAVAILABLE for ack in acks):
+        _thread_state.check_after = 0.0
+    return acks
+
+
+async def write(items: list[Inbound]) -> list[Ack]:
+    return await sync_to_async(_ingest, thread_sensitive=False, executor=_executor())(items)
+
+
+class MicroBatcher(Generic[Token]):
+    """One connection's queue of `(Inbound, token)`; `deliver(tokens, acks)` is awaited after each commit."""
+
+    def __init__(self, deliver: Callable[[list[Token], list[Ack]], Awaitable[None]]) -> None:
+        self.deliver = deliver
+        self.queue: list[tuple[Inbound, Token]] = []
+        self.in_flight = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def add(self, item: Inbound, token: Token) -> Ack | None:
+        """Queue a frame; returns a `throttled` ack instead when the connection is too far ahead of storage."""
+        if len(self.queue) >= MAX_QUEUED:
+            return Ack(envelope.message_id_of(item.body), pipeline.THROTTLED, "throttled",
+                       "Too many messages awaiting storage on this connection; resend later.", retry_after=1)  # fmt: skip
+        self.queue.append((item, token))
+        self.idle.clear()
+        _scheduler().wake(self)
+        return None
+
+    async def drained(self) -> None:
+        """Wait until everything queued is committed (its acks may no longer be deliverable)."""
+        await self.idle.wait()
+
+
+class _Scheduler:
+    """Hands the queues of ready connections to at most REALTIME_DB_WRITERS concurrent writes."""
+
+    def __init__(self) -> None:
+        self.ready: dict[MicroBatcher, None] = {}  # ordered: first come, first written
+        self.busy = 0
+        self.tasks: set[asyncio.Task] = set()
+
+    def wake(self, conn: MicroBatcher) -> None:
+        if not conn.in_flight:
+            self.ready[conn] = None
+        self._start_writes()
+
+    def _start_writes(self) -> None:
+        while self.ready and self.busy < settings.REALTIME_DB_WRITERS:
+            taken = self._take(settings.BATCH_MAX_MESSAGES)
+            self.busy += 1
+            task = asyncio.get_running_loop().create_task(self._write(taken))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _take(self, limit: int) -> list[tuple[MicroBatcher, list]]:
+        taken, room = [], limit
+        while self.ready and room > 0:
+            conn = next(iter(self.ready))
+            del self.ready[conn]
+            part, conn.queue = conn.queue[:room], conn.queue[room:]
+            conn.in_flight = True
+            taken.append((conn, part))
+            room -= len(part)
+        return taken
+
+    async def _write(self, taken: list[tuple[MicroBatcher, list]]) -> None:
+        items = [item for _, part in taken for item, _ in part]
+        try:
+            acks = await write(items)
+        except Exception:  # the pipeline maps storage errors itself; this is a bug, not an outage
+            log.exception("ingest of %d realtime message(s) failed", len(items))
+            acks = [_unavailable(item) for item in items]
+        finally:
+            self.busy -= 1
+        start = 0
+        for conn, part in taken:
+            try:
+                await conn.deliver([token for _, token in part], acks[start : start + len(part)])
+            except Exception:  # a connection that closed meanwhile must not keep the others from their acks
+                log.debug("acks undeliverable on a closed connection", exc_info=True)
+            start += len(part)
+            conn.in_flight = False
+            if conn.queue:
+                self.ready[conn] = None
+            else:
+                conn.idle.set()
+        self._start_writes()
+
+
+_schedulers: dict[asyncio.AbstractEventLoop, _Scheduler] = {}
+
+
+def _scheduler() -> _Scheduler:
+    loop = asyncio.get_running_loop()
+    scheduler = _schedulers.get(loop)
+    if scheduler is None:
+        scheduler = _schedulers[loop] = _Scheduler()
+    return scheduler
+
+
+def _unavailable(item: Inbound) -> Ack:
+    return Ack(envelope.message_id_of(item.body), pipeline.UNAVAILABLE, "unavailable",
+               "The server could not store this message; resend later.", retry_after=pipeline.UNAVAILABLE_RETRY_S)  # fmt: skip
