@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -22,7 +24,7 @@ from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
 KEEPALIVE_S = 30
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -80,7 +82,14 @@ class Session:
 
 
 class Connection:
-    """One paho client, connecting in the background and reconnecting with backoff (1 s doubling to 30 s)."""
+    """One paho client driven by its own network thread, reconnecting with backoff (1 s doubling to 30 s).
+
+    Every publish and PUBACK goes through an outbox that the network thread
+    drains between reads: paho is then only ever touched from one thread, and
+    a batch of acks costs no cross-thread wake-up per packet (calling paho's
+    publish from a worker thread while its network thread runs halves the
+    rate at which the bridge can answer).
+    """
 
     def __init__(
         self,
@@ -96,6 +105,10 @@ class Connection:
         self.generation = 0
         self.connected = threading.Event()
         self._client = self._make_client(will)
+        self._outbox: deque[tuple] = deque()
+        self._unsettled = 0  # received with manual ack, not yet acked: the worker will soon fill the outbox
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _make_client(self, will: tuple[str, bytes] | None) -> mqtt.Client:
         a, s = self.address, self.session
@@ -105,6 +118,7 @@ class Connection:
             client_id=s.client_id,
             protocol=mqtt.MQTTv5 if a.mqtt5 else mqtt.MQTTv311,
             manual_ack=s.manual_ack,
+            reconnect_on_failure=False,  # our network loop reconnects
             **kwargs,
         )
         if a.username:
@@ -115,7 +129,6 @@ class Connection:
             client.will_set(will[0], will[1], qos=1, retain=True)
         # Unlimited outgoing in-flight: paho rescans its whole queue on every PUBACK when capped.
         client.max_inflight_messages_set(0)
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -123,40 +136,92 @@ class Connection:
         return client
 
     def start(self) -> None:
-        kwargs: dict = {}
-        if self.address.mqtt5:
-            props = Properties(PacketTypes.CONNECT)
-            if self.session.persistent:
-                props.SessionExpiryInterval = self.session.expiry_s
-            if self.session.receive_maximum:
-                # Without it Mosquitto sends a v5 client at most max_inflight_messages (20) unacked messages.
-                props.ReceiveMaximum = self.session.receive_maximum
-            kwargs = {"clean_start": not self.session.persistent, "properties": props}
-        self._client.connect_async(self.address.host, self.address.port, KEEPALIVE_S, **kwargs)
-        self._client.loop_start()
+        self._thread = threading.Thread(target=self._network_loop, name=f"mqtt-{self.session.client_id}", daemon=True)
+        self._thread.start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected.wait(timeout)
 
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+    def stop(self, timeout: float = 10.0) -> None:
+        """Send what is in the outbox, disconnect cleanly and end the network thread."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
         self.connected.clear()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> "Publication":
-        return Publication(self._client.publish(topic, payload, qos=qos, retain=retain))
+        publication = Publication()
+        self._outbox.append(("publish", topic, payload, qos, retain, publication))
+        return publication
 
-    def ack(self, message: Received) -> bool:
-        """PUBACK a message received with manual acks; False if its connection is gone (the broker redelivers)."""
-        if message.qos == 0 or message.generation != self.generation or not self.connected.is_set():
-            return False
-        return self._client.ack(message.mid, message.qos) == mqtt.MQTT_ERR_SUCCESS
+    def ack(self, message: Received) -> None:
+        """PUBACK a message received with manual acks. Skipped if its connection is gone: the broker redelivers."""
+        if message.qos:
+            self._outbox.append(("ack", message))
+
+    def _network_loop(self) -> None:
+        delay, first = RECONNECT_MIN_S, True
+        while not self._stopping.is_set():
+            try:
+                if first:
+                    self._client.connect(self.address.host, self.address.port, KEEPALIVE_S, **self._connect_options())
+                    first = False
+                else:
+                    self._client.reconnect()
+            except OSError as exc:
+                log.warning("cannot reach MQTT broker %s:%s (%s); retrying in %s s", self.address.host,
+                            self.address.port, exc, delay)  # fmt: skip
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            while not self._stopping.is_set():
+                self._drain_outbox()
+                if self._client.loop(0.002 if self._unsettled or self._outbox else 0.05) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                if self.connected.is_set():
+                    delay = RECONNECT_MIN_S
+            else:
+                self._drain_outbox()
+                self._client.disconnect()
+                deadline = time.monotonic() + 2.0
+                while self._client.want_write() and time.monotonic() < deadline:
+                    self._client.loop_write()
+                return
+            self.connected.clear()
+            self._stopping.wait(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    def _connect_options(self) -> dict:
+        if not self.address.mqtt5:
+            return {}
+        props = Properties(PacketTypes.CONNECT)
+        if self.session.persistent:
+            props.SessionExpiryInterval = self.session.expiry_s
+        if self.session.receive_maximum:
+            # Without it Mosquitto sends a v5 client at most max_inflight_messages (20) unacked messages.
+            props.ReceiveMaximum = self.session.receive_maximum
+        return {"clean_start": not self.session.persistent, "properties": props}
+
+    def _drain_outbox(self) -> None:
+        client = self._client
+        while self._outbox:
+            item = self._outbox.popleft()
+            if item[0] == "publish":
+                _, topic, payload, qos, retain, publication = item
+                publication.info = client.publish(topic, payload, qos=qos, retain=retain)
+                publication.queued.set()
+            else:
+                message = item[1]
+                if message.generation == self.generation and self.connected.is_set():
+                    client.ack(message.mid, message.qos)
+                    self._unsettled = max(0, self._unsettled - 1)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("MQTT broker %s:%s refused the connection: %s", self.address.host, self.address.port, reason_code)
             return
         self.generation += 1
+        self._unsettled = 0
         log.info("connected to MQTT broker %s:%s (session present: %s)", self.address.host, self.address.port,
                  flags.session_present)  # fmt: skip
         if self.subscriptions:
@@ -173,21 +238,27 @@ class Connection:
             log.warning("lost the MQTT broker (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if self.session.manual_ack and msg.qos:
+            self._unsettled += 1
         if self.on_message is not None:
             self.on_message(Received(msg.topic, msg.payload, msg.mid, msg.qos, msg.retain, self.generation))
 
 
 class Publication:
-    """A publish handed to paho; `wait` is True once the broker has it (PUBACK for QoS 1)."""
+    """A publish handed to the outbox; `wait` is True once the broker has it (PUBACK for QoS 1)."""
 
-    def __init__(self, info: mqtt.MQTTMessageInfo) -> None:
-        self._info = info
+    def __init__(self) -> None:
+        self.queued = threading.Event()
+        self.info: mqtt.MQTTMessageInfo | None = None
 
     def wait(self, timeout: float) -> bool:
-        if self._info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+        deadline = time.monotonic() + timeout
+        if not self.queued.wait(timeout) or self.info is None:
+            return False
+        if self.info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             return False
         try:
-            self._info.wait_for_publish(timeout)
+            self.info.wait_for_publish(max(0.0, deadline - time.monotonic()))
         except (RuntimeError, ValueError):
             return False
-        return self._info.is_published()
+        return self.info.is_published()
