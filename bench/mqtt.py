@@ -161,6 +161,34 @@ def stored_rate(database_url: str, messages: int, timeout: float) -> tuple[float
     return messages / float(span), messages / wall
 
 
+PIPELINE_ALONE = """
+import json, os, sys, time, uuid
+from datetime import datetime, timezone
+from devices.models import Device
+from transport import pipeline
+devices = list(Device.objects.all())
+now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+n, batch = int(os.environ["N"]), 500
+bodies = [json.dumps({"message_id": str(uuid.uuid4()), "timestamp": now, "protocol": "mqtt",
+                      "edge_device_id": devices[i % len(devices)].id, "data_type": "detection", "sequence": 10**6 + i,
+                      "payload": {"plate": f"CD{i % 100000:05d}", "confidence": 0.91, "region": "de",
+                                  "bbox": {"x": 1, "y": 2, "w": 100, "h": 40}}}).encode() for i in range(n)]
+start = time.perf_counter()
+for k in range(0, n, batch):
+    acks = pipeline.ingest_batch([pipeline.Inbound(b, devices[(k + j) % len(devices)], "mqtt", "detection")
+                                  for j, b in enumerate(bodies[k:k + batch])])
+    assert all(a.status == "accepted" for a in acks), acks[0]
+print(n / (time.perf_counter() - start))
+"""
+
+
+def pipeline_alone(database_url: str, messages: int) -> float:
+    """ingest_batch in 500s, in one process, no MQTT: what the bridge could at best store per second."""
+    out = subprocess.run([sys.executable, "manage.py", "shell", "-c", PIPELINE_ALONE], cwd=ROOT, capture_output=True,
+                         text=True, env={**env(database_url), "N": str(messages), "LOG_LEVEL": "WARNING"}, check=True)  # fmt: skip
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=60_000)
@@ -201,6 +229,8 @@ def main() -> None:
         span_rate, wall_rate = stored_rate(database_url, messages, 600)
         proc.terminate()
         proc.wait(30)
+        say("the pipeline alone, in one process, no MQTT")
+        alone = pipeline_alone(database_url, messages)
     finally:
         broker.terminate()
         broker.wait(10)
@@ -208,6 +238,7 @@ def main() -> None:
     print(f"MQTT, {messages} detections from {args.devices} devices, one Mosquitto, queued then drained:")
     print(f"  bare paho subscriber (receives, does nothing)   {bare_rate:10,.0f} msg/s   <- the limit")
     print(f"  one bridge process (stored, acked on down/ack)  {span_rate:10,.0f} msg/s   (wall clock {wall_rate:,.0f}/s)")
+    print(f"  ingest_batch alone (same rows, no MQTT)         {alone:10,.0f} msg/s   <- the bridge's other limit")
     print(f"  ratio bridge / bare                             {span_rate / bare_rate:10.2f}      (target >= 0.6)")
     print(f"  target >= 10,000 stored/s: {'met' if span_rate >= 10_000 else 'NOT met'}; "
           f">= 0.6 of bare: {'met' if span_rate >= 0.6 * bare_rate else 'NOT met'}")  # fmt: skip
