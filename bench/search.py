@@ -1,5 +1,9 @@
 """Plate search over 1,000,000 detections: fuzzy beside exact, prefix and wildcard, in the same run.
 
+The fuzzy queries are seeded plates misread the way OCR does (a confusable
+swapped, half the time a character lost); default k is 2 edits from 7
+characters, else 1.
+
     .venv/bin/python bench/search.py [--rows 1000000] [--queries 200]
 
 Seeds a dedicated database (lpr_bench_search, dropped and created; never
@@ -135,10 +139,12 @@ def run(queries: int) -> None:
         "exact": [Query(plate=p) for p in picks],
         "prefix (3 chars)": [Query(plate=p[:3], match="prefix") for p in picks],
         "wildcard (*NNN*)": [Query(plate=f"*{p[2:5]}*", match="wildcard") for p in picks],
-        "fuzzy (misread, distance 2)": [Query(plate=misread(p, rng), match="fuzzy") for p in picks],
+        "fuzzy (misread, default k)": [Query(plate=misread(p, rng), match="fuzzy") for p in picks],
         "fuzzy + device filter": [Query(plate=misread(p, rng), match="fuzzy", device="BENCH3") for p in picks],
+        # not the default: two edits asked for on a 6-character plate (one trigram in seven must be shared)
+        "fuzzy 6 chars, k=2 asked": [Query(plate=p[:6], match="fuzzy", distance=2) for p in picks[:50]],
     }
-    for q in modes["exact"][:10] + modes["fuzzy (misread, distance 2)"][:10]:
+    for q in modes["exact"][:10] + modes["fuzzy (misread, default k)"][:10]:
         timed(q)  # warm caches; both modes alike
     results = {}
     for name, qs in modes.items():
@@ -147,11 +153,11 @@ def run(queries: int) -> None:
         print(f"{name:30s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   ({len(qs)} queries, count + first 50 rows)")
     from detections.search import search
 
-    fuzzy = modes["fuzzy (misread, distance 2)"]
+    fuzzy = modes["fuzzy (misread, default k)"]
     found = sum(p in set(search(q).values_list("plate_normalized", flat=True)) for p, q in zip(picks, fuzzy))
     matches = statistics.mean(search(q).count() for q in fuzzy)
     print(f"fuzzy found the plate it was misread from in {found}/{len(fuzzy)} queries; {matches:.1f} reads match on average")
-    fuzzy_p95 = results["fuzzy (misread, distance 2)"][1]
+    fuzzy_p95 = results["fuzzy (misread, default k)"][1]
     verdict = "within" if fuzzy_p95 < FUZZY_LIMIT_MS else "OVER"
     print(f"fuzzy p95 {fuzzy_p95:.1f} ms: {verdict} the {FUZZY_LIMIT_MS:.0f} ms limit "
           f"(exact p95 {results['exact'][1]:.1f} ms in the same run); 2 shared CPU cores, other work may be running")

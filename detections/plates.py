@@ -68,12 +68,14 @@ def matches_any_word(text: str, query_folded: str, limit: int) -> bool:
 
 
 def max_fuzzy_distance(query_folded: str) -> int:
-    """The largest edit distance a fuzzy search of this length may use and still be answered from the index.
+    """The default edit distance for a fuzzy search of this length: 2 from 7 characters, else 1.
 
-    Each edit destroys at most three of the n+1 trigrams pg_trgm takes from an
-    n-character word; at least one must survive for the index to find the row.
+    Two edits in a shorter plate change a third of it or more, and match too
+    much to be useful (Elasticsearch's AUTO fuzziness scales the same way).
+    A search may still ask for 2 explicitly down to the length the index can
+    answer (search.fuzzy_limits).
     """
-    return min(MAX_DISTANCE, len(query_folded) // 3)
+    return MAX_DISTANCE if len(query_folded) >= 7 else 1 if len(query_folded) >= 3 else 0
 
 
 def trigrams(word: str) -> set[str]:

@@ -114,8 +114,8 @@ def fuzzy_limits(plate: str, distance: int | None) -> tuple[str, int]:
     if distance is not None and not 0 <= distance <= plates.MAX_DISTANCE:
         raise InvalidSearch("distance", f"distance must be between 0 and {plates.MAX_DISTANCE}.")
     # Each edit can destroy three trigrams; at least one of the query's must survive for the index to find a row.
-    usable = min(plates.max_fuzzy_distance(folded), (len(plates.trigrams(folded)) - 1) // 3)
-    return folded, usable if distance is None else min(distance, usable)
+    usable = min(plates.MAX_DISTANCE, (len(plates.trigrams(folded)) - 1) // 3)
+    return folded, min(plates.max_fuzzy_distance(folded) if distance is None else distance, usable)
 
 
 def _fuzzy(qs: QuerySet[Detection], q: Query) -> QuerySet[Detection]:
