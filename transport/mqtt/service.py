@@ -1,0 +1,56 @@
+"""MQTT beside the web server: what `manage.py serve` starts, and stops when it exits.
+
+With MQTT_URL unset, an embedded broker on MQTT_EMBEDDED_PORT (same
+interface as the web server) and a bridge connected to it; with MQTT_URL
+set, only the bridge, connected to that broker. The bridge is a child
+process (`run_mqtt_bridge`), so it has its own interpreter lock and
+database connection, and stops on SIGTERM after its batch in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+from typing import Callable
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+BRIDGE_STOP_TIMEOUT_S = 20
+
+
+def start_beside_server(host: str, web_port: int) -> Callable[[], None]:
+    """Start MQTT for a server on host:web_port; returns the function that stops it. Never raises."""
+    broker = None
+    url = settings.MQTT_URL
+    if not url:
+        from .embedded import EmbeddedBroker  # amqtt is only needed here
+
+        broker = EmbeddedBroker(host, settings.MQTT_EMBEDDED_PORT)
+        try:
+            broker.start()
+        except RuntimeError as exc:
+            log.error("%s. MQTT is off: set MQTT_URL to bridge from a broker you run, or MQTT_EMBEDDED_PORT to a free port.", exc)
+            return lambda: None
+        url = broker.url
+    # Stable per server (host and port), so a restart resumes the broker session and gets what was queued.
+    client_id = f"lpr-bridge-{socket.gethostname()}-{web_port}"
+    bridge = subprocess.Popen(
+        [sys.executable, "manage.py", "run_mqtt_bridge", "--url", url, "--client-id", client_id], cwd=settings.BASE_DIR
+    )
+    log.info("MQTT bridge started (pid %s)%s", bridge.pid, " with the embedded broker" if broker else "")
+
+    def stop() -> None:
+        bridge.terminate()
+        try:
+            bridge.wait(BRIDGE_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            bridge.kill()
+            bridge.wait()
+        if broker is not None:
+            broker.stop()
+
+    return stop
