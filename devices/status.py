@@ -31,14 +31,14 @@ def parse_status(raw: bytes | str) -> str:
 
 
 @transaction.atomic
-def record_statuses(statuses: dict[str, str], at: datetime | None = None) -> int:
-    """Set each device's MQTT status (device id → status) where it changed; returns how many changed."""
+def record_statuses(statuses: dict[str, str], at: datetime | None = None) -> list[str]:
+    """Set each device's MQTT status (device id → status) where it changed; returns the ids that changed."""
     at = at or timezone.now()
-    changed = 0
+    changed: list[str] = []
     for status in STATUSES:
         ids = [device_id for device_id, s in statuses.items() if s == status]
         if ids:
-            changed += (
-                Device.objects.filter(id__in=ids).exclude(mqtt_status=status).update(mqtt_status=status, mqtt_status_at=at)
-            )
+            moving = list(Device.objects.filter(id__in=ids).exclude(mqtt_status=status).values_list("id", flat=True))
+            Device.objects.filter(id__in=moving).update(mqtt_status=status, mqtt_status_at=at)
+            changed += moving
     return changed

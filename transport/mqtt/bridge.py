@@ -21,7 +21,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 
 from devices.models import Device
 from devices.status import StatusError, parse_status, record_statuses
-from transport import pipeline
+from transport import live, pipeline
 from transport.envelope import encode_json, message_id_of
 
 from . import topics
@@ -186,11 +186,14 @@ class Bridge:
         if not statuses:
             return []
         try:
-            record_statuses(statuses)
+            changed = record_statuses(statuses)
         except STORAGE_DOWN:
             return messages
         except DatabaseError:
             log.exception("could not record MQTT status; dropping %d status message(s)", len(messages))
+            changed = []
+        for device_id in changed:
+            live.device_status(device_id, statuses[device_id] == "online", VIA, "MQTT status topic")
         settled.extend(messages)
         return []
 
