@@ -1,23 +1,45 @@
-"""Connectivity score and protocol recommendation (CONTRACT section 7).
+"""Connectivity score, protocol recommendation and observed protocol switches (CONTRACT section 7).
 
 score = weighted mean of four factors, each normalised to 0..1:
   latency      1 at <= 50 ms, 0 at >= 1000 ms, linear between   (weight 0.3)
   packet loss  1 at 0 %, 0 at >= 10 %                          (weight 0.3)
   bandwidth    kbps / 2000, capped at 1                         (weight 0.2)
   uptime       uptime_percent / 100                             (weight 0.2)
-A factor with no measurement is left out and the weights of the others are
-rescaled; with no measurement at all the score is 1 (assume a good link
-until told otherwise). Recommendation: websocket at >= 0.8, rest at >= 0.5,
-else mqtt.
+Inputs: the newest health report with network figures; the latency is the
+worse of the camera's figure and the server's own ping round trip
+(Device.measured_latency_ms) when that is under MEASURED_FRESH_S old. A
+factor with no measurement is left out and the other weights rescaled; with
+no measurement at all the score is 1. Each protocol needs a score: websocket
+0.8, rest 0.5, mqtt 0. The recommendation is the first protocol of the
+device's deployment profile order whose need the score meets (urban gives the
+contract's ladder; `mobile` also keeps its current protocol while the score
+is within HYSTERESIS of the boundary). docs/devices.md has the details.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from .models import Device, HealthLog
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from . import channels
+from .models import Device, HealthLog, ProtocolSwitch
 
 WEIGHTS = {"latency": 0.3, "packet_loss": 0.3, "bandwidth": 0.2, "uptime": 0.2}
+NEEDS = {"websocket": 0.8, "socketio": 0.8, "rest": 0.5, "mqtt": 0.0}
+PROFILE_ORDERS = {
+    "urban": ("websocket", "rest", "mqtt"),
+    "suburban": ("rest", "websocket", "mqtt"),
+    "rural": ("mqtt", "rest", "local"),  # "local": the camera's own store, when even MQTT fails
+    "mobile": ("websocket", "rest", "mqtt"),
+}
+MEASURED_FRESH_S = 600
+HYSTERESIS = 0.05
 
 
 @dataclass(frozen=True)
@@ -25,9 +47,10 @@ class Recommendation:
     recommended: str
     score: float
     factors: dict[str, float]
+    profile: str = "urban"
 
     def as_dict(self) -> dict:
-        return {"recommended": self.recommended, "score": self.score, "factors": self.factors}
+        return {"recommended": self.recommended, "score": self.score, "factors": self.factors, "profile": self.profile}
 
 
 def factors(latency_ms=None, bandwidth_kbps=None, packet_loss=None, uptime_percent=None) -> dict[str, float]:
@@ -50,22 +73,126 @@ def score(measured: dict[str, float]) -> float:
     return round(sum(WEIGHTS[k] * v for k, v in measured.items()) / total, 3)
 
 
-def protocol_for(value: float) -> str:
-    return "websocket" if value >= 0.8 else "rest" if value >= 0.5 else "mqtt"
+def profile_order(profile: str) -> list[str]:
+    return list(PROFILE_ORDERS.get(profile, PROFILE_ORDERS["urban"]))
 
 
-def recommend(device: Device) -> Recommendation:
+def protocol_for(value: float, profile: str = "urban", current: str = "") -> str:
+    order = [p for p in profile_order(profile) if p in NEEDS]
+    chosen = _first_met(value, order)
+    if profile == "mobile" and current in order and chosen != current:
+        if current in (_first_met(value + HYSTERESIS, order), _first_met(value - HYSTERESIS, order)):
+            return current  # too close to the boundary to be worth a switch while moving
+    return chosen
+
+
+def _first_met(value: float, order: list[str]) -> str:
+    return next((p for p in order if value >= NEEDS[p]), order[-1])
+
+
+def recommend(device: Device, now: datetime | None = None) -> Recommendation:
+    now = now or timezone.now()
     latest = (
         HealthLog.objects.filter(device=device)
         .exclude(latency_ms=None, bandwidth_kbps=None, packet_loss=None, uptime_percent=None)
         .order_by("-reported_at")
         .first()
     )
-    measured = (
-        factors(latest.latency_ms, latest.bandwidth_kbps, latest.packet_loss, latest.uptime_percent) if latest else {}
-    )
+    latency = latest.latency_ms if latest else None
+    fresh = device.measured_latency_at and (now - device.measured_latency_at).total_seconds() <= MEASURED_FRESH_S
+    if fresh and device.measured_latency_ms is not None:
+        latency = max(latency or 0.0, device.measured_latency_ms)
+    measured = factors(latency, *((latest.bandwidth_kbps, latest.packet_loss, latest.uptime_percent) if latest else ()))
     value = score(measured)
-    return Recommendation(protocol_for(value), value, {k: round(v, 3) for k, v in measured.items()})
+    chosen = protocol_for(value, device.profile, device.recommended_protocol)
+    return Recommendation(chosen, value, {k: round(v, 3) for k, v in measured.items()}, device.profile)
+
+
+def refresh(device_ids: set[str], now: datetime | None = None) -> list[str]:
+    """Recompute the score of devices with new measurements; push the recommendation where it changed.
+
+    Returns the ids whose recommendation changed.
+    """
+    changed = []
+    for device in Device.objects.filter(id__in=device_ids):
+        rec = recommend(device, now)
+        if rec.recommended == device.recommended_protocol and rec.score == device.connectivity_score:
+            continue
+        Device.objects.filter(pk=device.pk).update(recommended_protocol=rec.recommended, connectivity_score=rec.score)
+        if rec.recommended != device.recommended_protocol:
+            changed.append(device.id)
+            device.recommended_protocol = rec.recommended
+            channels.push(device, "protocol", {"recommended": rec.recommended, "score": rec.score})
+    return changed
+
+
+# --- switches ------------------------------------------------------------------------------
+
+
+def record_reported_switches(device_id: str, reports: Any) -> int:
+    """Store switches a camera reported in a health payload (`protocol_switches`); repeats are ignored."""
+    rows = []
+    for r in reports if isinstance(reports, list) else []:
+        at = parse_datetime(str(r.get("at", ""))) if isinstance(r, dict) else None
+        if at is None or not r.get("to"):
+            continue
+        rows.append(ProtocolSwitch(
+            device_id=device_id, source="device", from_transport=str(r.get("from") or "")[:16],
+            to_transport=str(r["to"])[:16], reason=str(r.get("reason") or "")[:200], at=at,
+            score=r.get("score") if isinstance(r.get("score"), (int, float)) else None,
+            recommended=str(r.get("recommended") or "")[:16],
+        ))  # fmt: skip
+    created = ProtocolSwitch.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(created)
+
+
+def observe_transports(since: datetime, until: datetime) -> list[ProtocolSwitch]:
+    """Record a switch for each device whose messages now arrive over another transport than before.
+
+    One aggregate query over the ledger for the window; the device's own reason is used when it reported
+    the same switch (within a minute).
+    """
+    from transport.models import Message  # the ledger is the pipeline's; reading it is how we observe
+
+    spans = (
+        Message.objects.filter(received_at__gt=since, received_at__lte=until)
+        .values("device_id", "received_via")
+        .annotate(first=Min("received_at"), last=Max("received_at"))
+    )
+    newest: dict[str, dict] = {}
+    for span in spans:
+        if span["device_id"] not in newest or span["last"] > newest[span["device_id"]]["last"]:
+            newest[span["device_id"]] = span
+    switches = []
+    for device in Device.objects.filter(id__in=newest).only("id", "observed_transport", "connectivity_score",
+                                                               "recommended_protocol"):  # fmt: skip
+        span = newest[device.id]
+        if span["received_via"] == device.observed_transport:
+            continue
+        Device.objects.filter(pk=device.pk).update(observed_transport=span["received_via"])
+        if device.observed_transport:
+            switches.append(_server_switch(device, span["received_via"], span["first"]))
+    return switches
+
+
+def _server_switch(device: Device, to: str, at: datetime) -> ProtocolSwitch:
+    stated = (
+        ProtocolSwitch.objects.filter(device=device, source="device", from_transport=device.observed_transport,
+                                      to_transport=to, at__range=(at - timedelta(seconds=60), at + timedelta(seconds=5)))
+        .values_list("reason", flat=True).first()
+    )  # fmt: skip
+    switch = ProtocolSwitch(
+        device=device, source="server", from_transport=device.observed_transport, to_transport=to, at=at,
+        reason=stated or f"messages now arrive over {to}", score=device.connectivity_score,
+        recommended=device.recommended_protocol,
+    )
+    try:
+        with transaction.atomic():
+            switch.save()
+    except IntegrityError:  # the same switch seen by an overlapping window
+        return switch
+    channels.announce("protocol_switch", switch)
+    return switch
 
 
 def _clamp(value: float) -> float:

@@ -5,6 +5,13 @@ from django.db import models
 
 TRANSPORTS = [("websocket", "WebSocket"), ("socketio", "Socket.IO"), ("rest", "REST"), ("mqtt", "MQTT")]
 
+PROFILES = [
+    ("urban", "Urban: WebSocket, then REST, then MQTT"),
+    ("suburban", "Suburban: REST, then WebSocket, then MQTT"),
+    ("rural", "Rural: MQTT, then REST, then the camera's local store"),
+    ("mobile", "Mobile: adaptive, follows the score"),
+]
+
 device_id_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
     "Letters, digits, '_', '.' and '-' only (it is part of MQTT topics), at most 64 characters.",
@@ -39,6 +46,14 @@ class Device(models.Model):
     measured_latency_at = models.DateTimeField(null=True, blank=True)
     mqtt_status = models.CharField(max_length=8, blank=True, choices=[("online", "online"), ("offline", "offline")])
     mqtt_status_at = models.DateTimeField(null=True, blank=True)
+
+    # Derived by devices/online.py and devices/connectivity.py; stored so lists and changes are cheap.
+    online = models.BooleanField(default=False)
+    presence_changed_at = models.DateTimeField(null=True, blank=True)
+    profile = models.CharField(max_length=16, choices=PROFILES, default="urban")
+    recommended_protocol = models.CharField(max_length=16, blank=True)
+    connectivity_score = models.FloatField(null=True, blank=True)
+    observed_transport = models.CharField(max_length=16, blank=True, help_text="Last transport the switch watcher saw.")
 
     class Meta:
         ordering = ["id"]
@@ -105,6 +120,8 @@ class Command(models.Model):
     expires_at = models.DateTimeField()
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["device", "state", "created_at"])]
@@ -133,6 +150,28 @@ class ProtocolSwitch(models.Model):
     to_transport = models.CharField(max_length=16)
     reason = models.CharField(max_length=200, blank=True)
     at = models.DateTimeField(db_index=True)
+    source = models.CharField(max_length=8, default="server", choices=[("server", "server"), ("device", "device")])
+    score = models.FloatField(null=True, blank=True)
+    recommended = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["-at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "source", "from_transport", "to_transport", "at"], name="protocol_switch_once"
+            )
+        ]
+
+
+class PresenceChange(models.Model):
+    """A device went online or offline, across all its transports (devices/online.py)."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="presence_changes")
+    online = models.BooleanField()
+    at = models.DateTimeField()
+    transport = models.CharField(max_length=16, blank=True)
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["device", "-at"])]

@@ -138,6 +138,11 @@ DEVICE_RATE_PER_S = env.float("DEVICE_RATE_PER_S", default=100.0)
 DEVICE_RATE_BURST = max(env.int("DEVICE_RATE_BURST", default=2000), BATCH_MAX_MESSAGES)
 SIGNATURE_MAX_SKEW_S = 300
 COMMAND_LONG_POLL_MAX_S = 30
+# devices/: the watch loop (manage.py run_device_watch), command re-sends and the online/offline model.
+DEVICE_WATCH_INTERVAL_S = env.float("DEVICE_WATCH_INTERVAL_S", default=1.0)
+DEVICE_OFFLINE_AFTER_S = env.float("DEVICE_OFFLINE_AFTER_S", default=90.0)  # no message, socket or MQTT status
+COMMAND_ACK_TIMEOUT_S = env.float("COMMAND_ACK_TIMEOUT_S", default=30.0)  # `sent` and unanswered: send again
+COMMAND_SWEEP_BATCH = 500  # devices per watch pass
 DEVICE_TOKEN_TTL_S = env.int("DEVICE_TOKEN_TTL_S", default=900)
 DEVICE_TOKEN_SECRET = env("DEVICE_TOKEN_SECRET", default=SECRET_KEY)
 # WebSocket / Socket.IO: the server pings every INTERVAL; a connection silent for TIMEOUT is closed.

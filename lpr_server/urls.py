@@ -6,18 +6,22 @@ from rest_framework.routers import DefaultRouter
 
 from detections import views as detection_views
 from detections.api import DetectionViewSet
-from devices.api import DeviceViewSet
+from devices.api import CommandViewSet, DeviceStats, DeviceViewSet, HealthViewSet, ProtocolStats
 
 from . import health
 
 operator_api = DefaultRouter(trailing_slash=True)
 operator_api.register("detections", DetectionViewSet, basename="detection")
 operator_api.register("devices", DeviceViewSet, basename="device")
+operator_api.register("commands", CommandViewSet, basename="command")
+operator_api.register("health", HealthViewSet, basename="health")
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("transport.rest.urls")),
+    path("api/v1/stats/protocols/", ProtocolStats.as_view(), name="stats-protocols"),
+    path("api/v1/stats/devices/", DeviceStats.as_view(), name="stats-devices"),
     path("api/v1/", include(operator_api.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

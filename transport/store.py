@@ -18,6 +18,7 @@ from django.db.models import Q
 from detections import passages
 from detections.models import Detection, Image
 from detections.plates import normalize, search_text
+from devices import configuration
 from devices.commands import Answer, apply_answers
 from devices.models import Command, Device, HealthLog, ReportedConfig
 
@@ -107,6 +108,18 @@ def _check_references(items: list[Item], outcome: Outcome) -> None:
             outcome.refused[i] = StorageRefusal("invalid", "image_ref is not an image this device uploaded.", "payload.image_ref")
         elif env.data_type == "control" and commands.get(env.payload.command_id) != device.id:
             outcome.refused[i] = StorageRefusal("invalid", "command_id is not a command for this device.", "payload.command_id")
+    _check_config_versions(items, outcome)
+
+
+def _check_config_versions(items: list[Item], outcome: Outcome) -> None:
+    """A reported config older than one the device already reported is refused (one query per batch)."""
+    configs = [i for i, (_, _, e) in enumerate(items) if e.data_type == "config" and i not in outcome.refused]
+    if not configs:
+        return
+    stale = configuration.stale_reports([(items[i][0].id, items[i][2].payload.version) for i in configs])
+    for n in stale:
+        detail = "version is older than a configuration version this device already reported."
+        outcome.refused[configs[n]] = StorageRefusal("invalid", detail, "payload.version")
 
 
 def _write_detections(items: list[Item], received_at: datetime) -> None:

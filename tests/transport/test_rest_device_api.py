@@ -55,7 +55,9 @@ def test_image_that_is_not_jpeg_or_png_or_too_big_is_refused(camera, content, st
 def test_device_config_serves_the_desired_configuration(camera, device):
     device.desired_config_version, device.desired_config = 4, {"fps": 12, "zones": [1, 2]}
     device.save()
-    assert camera.get("/api/v1/device/config/").json() == {"version": 4, "values": {"fps": 12, "zones": [1, 2]}}
+    assert camera.get("/api/v1/device/config/").json() == {
+        "version": 4, "values": {"fps": 12, "zones": [1, 2]}, "profile": "urban", "protocol_order": ["websocket", "rest", "mqtt"],
+    }  # fmt: skip
 
 
 def test_command_poll_hands_out_pending_commands_once_and_ack_moves_them(camera, device):

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 
 from detections.images import ImageRejected, store_upload
-from devices import commands, connectivity
+from devices import commands, configuration, connectivity
 from devices.models import Device
 from transport import auth, envelope, pipeline
 from transport.errors import error_response
@@ -78,7 +78,7 @@ def upload_image(request: HttpRequest, device: Device) -> JsonResponse:
 
 @device_api(methods=("GET",))
 def device_config(request: HttpRequest, device: Device) -> JsonResponse:
-    return JsonResponse({"version": device.desired_config_version, "values": device.desired_config})
+    return JsonResponse(configuration.desired(device))
 
 
 @device_api(methods=("GET",))

@@ -1,0 +1,95 @@
+"""One online/offline model for a device, whatever transports it uses.
+
+A device is online when any of these holds:
+  - it holds an open WebSocket/Socket.IO connection (devices.presence, seen by every process);
+  - its MQTT status topic says `online` (the camera's last will sets `offline`);
+  - it sent a message within DEVICE_OFFLINE_AFTER_S, and no disconnect was seen
+    since: neither a later MQTT `offline` nor, for a message that came over a
+    socket, that socket's closing.
+So a camera whose MQTT client dies is offline on the next watch pass after its
+last will (about a second), not after the timeout; a REST-only camera after
+the timeout. `evaluate` runs in the watch loop; each change is stored
+(PresenceChange), broadcast, and an offline device raises an alert event. A
+device coming back gets its waiting commands and, on drift, its configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import channels, commands, configuration
+from .models import Device, PresenceChange
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    online: bool
+    transport: str
+    reason: str
+
+
+def presence_of(device: Device, live: list[str], now: datetime) -> Presence:
+    """The device's presence from its sockets (`live`: transports with an open connection) and stored signals."""
+    if live:
+        return Presence(True, live[0], f"{live[0]} connection open")
+    if device.mqtt_status == "online":
+        return Presence(True, "mqtt", "MQTT status online")
+    seen, via = device.last_seen_at, device.last_transport
+    recent = seen is not None and now - seen < timedelta(seconds=settings.DEVICE_OFFLINE_AFTER_S)
+    left_mqtt = device.mqtt_status == "offline" and device.mqtt_status_at and seen and device.mqtt_status_at >= seen
+    if recent and via not in channels.LIVE_TRANSPORTS and not left_mqtt:
+        return Presence(True, via, f"message over {via} at {seen.isoformat()}")
+    if left_mqtt:
+        return Presence(False, "mqtt", "MQTT status offline (last will or disconnect)")
+    if via in channels.LIVE_TRANSPORTS and recent:
+        return Presence(False, via, f"{via} connection closed")
+    return Presence(False, via, f"nothing heard for {settings.DEVICE_OFFLINE_AFTER_S:g} s")
+
+
+def evaluate(now: datetime | None = None) -> list[PresenceChange]:
+    """Compare every active device's presence with the stored one; store, broadcast and act on each change."""
+    now = now or timezone.now()
+    changes = []
+    for device in Device.objects.filter(active=True).only(
+        "id", "online", "last_seen_at", "last_transport", "mqtt_status", "mqtt_status_at"
+    ):
+        presence = presence_of(device, channels.live_transports(device.id), now)
+        if presence.online != device.online:
+            changes.append(_record(device, presence, now))
+    for change in changes:
+        _after_change(change)
+    return changes
+
+
+def _record(device: Device, presence: Presence, now: datetime) -> PresenceChange:
+    with transaction.atomic():
+        Device.objects.filter(pk=device.pk).update(online=presence.online, presence_changed_at=now)
+        change = PresenceChange.objects.create(
+            device=device, online=presence.online, at=now, transport=presence.transport or "", reason=presence.reason[:200]
+        )
+        channels.announce("device_status", device.id, presence.online, presence.transport or "", presence.reason)
+        if not presence.online:
+            channels.announce("alert", device.id, kind="device_offline", reason=presence.reason, at=now.isoformat())
+    log.info("%s is %s: %s", device.id, "online" if presence.online else "offline", presence.reason)
+    return change
+
+
+def _after_change(change: PresenceChange) -> None:
+    if not change.online:
+        return
+    device = Device.objects.get(pk=change.device_id)
+    commands.deliver_pending(device)
+    if configuration.drift(device).differs:
+        configuration.push(device)
+
+
+def history(device: Device, limit: int = 50) -> list[PresenceChange]:
+    return list(PresenceChange.objects.filter(device=device)[:limit])
