@@ -76,3 +76,6 @@ class Detection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.plate} @ {self.device_id}"
+
+
+from .alert_models import Alert, Delivery, Rollup, Watchlist, WatchlistEntry, Webhook  # noqa: E402,F401  (issue 7)

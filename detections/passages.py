@@ -50,9 +50,8 @@ class _Open:
     last_added: datetime | None = None
     reads: list[int] = field(default_factory=list)
 
-    def accepts(self, read: Read, folded: str, window: timedelta, max_distance: int) -> bool:
-        in_time = self.first_at - window <= read.captured_at <= self.last_at + window
-        return in_time and near(folded, self.folded, max_distance)
+    def in_time(self, read: Read, window: timedelta) -> bool:
+        return self.first_at - window <= read.captured_at <= self.last_at + window
 
     def add(self, index: int, read: Read) -> None:
         self.reads.append(index)
@@ -65,26 +64,46 @@ class _Open:
 
 
 class _Index:
-    """Open passages by device and deletion neighbourhood: plates within k edits share a key, so a read
-    is compared with the few passages it may belong to, not with every open one."""
+    """Open passages by device and plate keys, so a read is compared only with passages it may belong to.
+
+    For one edit (the default) the keys are exact: a read finds precisely the
+    passages within one edit (same text, one character substituted at the same
+    place, one deleted or inserted). For more edits, deletion neighbourhoods
+    find a superset, checked with `near`.
+    """
 
     def __init__(self, max_distance: int):
         self.max_distance = max_distance
+        self.exact = max_distance == 1
         self.all: list[_Open] = []
-        self._by_key: dict[tuple[str, str], list[_Open]] = {}
+        self._by_key: dict[tuple, list[_Open]] = {}
 
     def add(self, p: _Open) -> _Open:
         self.all.append(p)
-        for key in deletions(p.folded, self.max_distance):
+        keys = _stored_keys(p.folded) if self.exact else deletions(p.folded, self.max_distance)
+        for key in keys:
             self._by_key.setdefault((p.device_id, key), []).append(p)
         return p
 
     def near(self, device_id: str, folded: str) -> list[_Open]:
+        keys = _probe_keys(folded) if self.exact else deletions(folded, self.max_distance)
         found: dict[int, _Open] = {}
-        for key in deletions(folded, self.max_distance):
+        for key in keys:
             for p in self._by_key.get((device_id, key), ()):
                 found[id(p)] = p
-        return list(found.values())
+        if self.exact:
+            return list(found.values())
+        return [p for p in found.values() if near(folded, p.folded, self.max_distance)]
+
+
+def _stored_keys(word: str) -> set[tuple]:
+    shorter = [word[:i] + word[i + 1 :] for i in range(len(word))]
+    return {("=", word), *(("s", i, w) for i, w in enumerate(shorter)), *(("d", w) for w in shorter)}
+
+
+def _probe_keys(word: str) -> set[tuple]:
+    shorter = [word[:i] + word[i + 1 :] for i in range(len(word))]
+    return {("=", word), ("d", word), *(("s", i, w) for i, w in enumerate(shorter)), *(("=", w) for w in shorter)}
 
 
 def deletions(word: str, k: int) -> set[str]:
@@ -111,7 +130,7 @@ def assign(reads: list[Read]) -> list[int]:
     for i in sorted(range(len(reads)), key=lambda i: reads[i].captured_at):
         read = reads[i]
         folded = fold(read.plate_normalized)
-        fits = [p for p in index.near(read.device_id, folded) if p.accepts(read, folded, win, max_distance)]
+        fits = [p for p in index.near(read.device_id, folded) if p.in_time(read, win)]
         target = min(fits, key=lambda p: _gap(p, read.captured_at)) if fits else None
         if target is None:
             target = index.add(_Open(None, read.device_id, folded, read.captured_at, read.captured_at))
@@ -163,19 +182,24 @@ def _extend(extended: list[_Open]) -> None:
     """One UPDATE for every extended passage: counts added, times widened, best read replaced if beaten."""
     if not extended:
         return
-    pg = connection.vendor == "postgresql"
-    least, greatest = ("LEAST", "GREATEST") if pg else ("MIN", "MAX")
-    casts = ["::bigint", "::integer", "::timestamptz", "::timestamptz", "::uuid", "::double precision", "::text", "::text"]
-    row = "(" + ", ".join(f"%s{c if pg else ''}" for c in casts) + ")"
-    params: list = []
-    for p in extended:
-        b = p.best
-        params += [p.id, p.added, _dt(p.first_added), _dt(p.last_added), _uuid(b.message_id), b.confidence,
-                   b.plate_normalized, fold(b.plate_normalized)]  # fmt: skip
+    columns = [
+        [p.id for p in extended], [p.added for p in extended], [_dt(p.first_added) for p in extended],
+        [_dt(p.last_added) for p in extended], [_uuid(p.best.message_id) for p in extended],
+        [p.best.confidence for p in extended], [p.best.plate_normalized for p in extended],
+        [fold(p.best.plate_normalized) for p in extended],
+    ]  # fmt: skip
     table = connection.ops.quote_name(Passage._meta.db_table)
+    if connection.vendor == "postgresql":
+        # Eight array parameters, whatever the batch size: cheap to send and to plan.
+        types = ["bigint", "integer", "timestamptz", "timestamptz", "uuid", "double precision", "text", "text"]
+        source, params = "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")", columns
+        least, greatest = "LEAST", "GREATEST"
+    else:
+        source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(extended))
+        params, least, greatest = [value for row in zip(*columns) for value in row], "MIN", "MAX"
     better = "v.conf > t.best_confidence"
     sql = (
-        f"WITH v(id, n, first_at, last_at, mid, conf, plate, folded) AS (VALUES {', '.join([row] * len(extended))}) "
+        f"WITH v(id, n, first_at, last_at, mid, conf, plate, folded) AS ({source}) "
         f"UPDATE {table} AS t SET read_count = t.read_count + v.n, "
         f"first_at = {least}(t.first_at, v.first_at), last_at = {greatest}(t.last_at, v.last_at), "
         f"best_message_id = CASE WHEN {better} THEN v.mid ELSE t.best_message_id END, "

@@ -59,7 +59,22 @@ def distance(a: str, b: str, limit: int = MAX_DISTANCE) -> int:
 
 
 def near(a_folded: str, b_folded: str, limit: int) -> bool:
-    return a_folded == b_folded or distance(a_folded, b_folded, limit) <= limit
+    if a_folded == b_folded:
+        return True
+    if limit == 1:  # the common case (passage grouping), in linear time
+        return _within_one(a_folded, b_folded)
+    return distance(a_folded, b_folded, limit) <= limit
+
+
+def _within_one(a: str, b: str) -> bool:
+    if len(a) > len(b):
+        a, b = b, a
+    if len(b) - len(a) > 1:
+        return False
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i + 1 :] == b[i + 1 :] if len(a) == len(b) else a[i:] == b[i + 1 :]
 
 
 def matches_any_word(text: str, query_folded: str, limit: int) -> bool:

@@ -1,0 +1,77 @@
+"""Committed detections, handed to alert matching in batches, off the ingest path.
+
+`on_stored` is a post-commit consumer (transport.announce): it only appends
+message ids to a buffer. A daemon thread sends the buffer to ONE Celery task
+(`detections.match_alerts`) at most every FLUSH_INTERVAL_S, or as soon as it
+holds FLUSH_MAX_IDS, so a burst of single REST requests still makes one task
+per batch. In eager mode (no REDIS_URL) the task runs on that thread, never
+on the request's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.05
+FLUSH_MAX_IDS = 1000
+MAX_BUFFERED_IDS = 200_000  # with the broker down for long, the oldest ids are dropped (and logged)
+RETRY_AFTER_S = 1.0
+
+
+class Batcher:
+    def __init__(self, send, interval: float = FLUSH_INTERVAL_S, max_ids: int = FLUSH_MAX_IDS):
+        self._send, self.interval, self.max_ids = send, interval, max_ids
+        self._ids: list[str] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, ids: list[str]) -> None:
+        with self._cond:
+            self._ids.extend(ids)
+            if len(self._ids) > MAX_BUFFERED_IDS:
+                dropped = len(self._ids) - MAX_BUFFERED_IDS
+                log.error("alert intake: broker unreachable, %d detection ids dropped from matching", dropped)
+                del self._ids[:dropped]
+            if self._thread is None or self._pid != os.getpid():  # a forked child has no thread of its own
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="lpr-alert-intake", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._ids)
+                deadline = time.monotonic() + self.interval
+                while len(self._ids) < self.max_ids and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                ids, self._ids = self._ids[: self.max_ids], self._ids[self.max_ids :]
+            try:
+                self._send(ids)
+            except Exception:
+                log.exception("alert intake: could not queue %d detection ids; retrying", len(ids))
+                with self._cond:
+                    self._ids[:0] = ids
+                time.sleep(RETRY_AFTER_S)
+
+
+def _queue_match(ids: list[str]) -> None:
+    from .alert_tasks import match_alerts
+
+    match_alerts.delay(ids)
+
+
+batcher = Batcher(_queue_match)
+
+
+def on_stored(messages: list) -> None:
+    """transport.announce consumer: the message ids of newly stored detections, buffered."""
+    ids = [str(m.envelope.message_id) for m in messages if m.envelope.data_type == "detection"]
+    if ids:
+        batcher.add(ids)
