@@ -87,7 +87,7 @@ def test_search_can_return_passages_instead_of_reads():
 def test_near_means_one_edit_by_default_and_is_configurable(settings):
     gate = DeviceFactory()
     first = ingest(gate, "AB123CD", timedelta(seconds=0))
-    two_off = ingest(gate, "AB12XCX", timedelta(seconds=1))  # two edits: another car by default
+    two_off = ingest(gate, "AB12XCY", timedelta(seconds=1))  # two edits: another car by default
     one_off = ingest(gate, "AB123CX", timedelta(seconds=2))  # substitution at the same place
     inserted = ingest(gate, "AB1234CD", timedelta(seconds=3))  # one character more
     assert _passage_of(two_off).id != _passage_of(first).id
@@ -96,6 +96,6 @@ def test_near_means_one_edit_by_default_and_is_configurable(settings):
     settings.PASSAGE_MAX_DISTANCE = 2
     other = DeviceFactory()
     a = ingest(other, "AB123CD", timedelta(seconds=0))
-    b = ingest(other, "AB12XCX", timedelta(seconds=1))
+    b = ingest(other, "AB12XCY", timedelta(seconds=1))
     c = ingest(other, "XY999ZZ", timedelta(seconds=2))
     assert _passage_of(a).id == _passage_of(b).id != _passage_of(c).id
