@@ -283,3 +283,10 @@ def test_compat_endpoints_need_the_device_key(device):
     assert (response.status_code, response.json()["error"]) == (401, "unauthenticated")
     wrong = Client().post("/api/v1/compat/hikvision/?key=nope", b"<x/>", content_type="application/xml")
     assert wrong.status_code == 401
+
+
+def test_a_frame_without_plates_is_answered_and_stores_nothing(device):
+    empty = {"data_type": "alpr_results", "uuid": "frame-1", "epoch_time": 1562681608425, "results": []}
+    response = post(device, "openalpr", empty)
+    assert (response.status_code, response.json()) == (200, {"results": []})
+    assert nothing_stored()
