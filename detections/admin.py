@@ -33,3 +33,6 @@ class PassageAdmin(admin.ModelAdmin):
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
     list_display = ["id", "device", "kind", "content_type", "size", "uploaded_at"]
+
+
+from . import alert_admin  # noqa: E402,F401  (watchlists, alerts, webhooks, rollups: issue 7)

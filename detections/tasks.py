@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 
 from . import retention
+from .alert_tasks import match_alerts  # noqa: F401  (registers the alert and rollup tasks with the worker)
 
 log = logging.getLogger(__name__)
 

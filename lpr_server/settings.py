@@ -113,7 +113,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     "detections-purge-expired": {"task": "detections.purge_expired", "schedule": 24 * 3600.0},
+    "detections-rollup-recent": {"task": "detections.rollup_recent", "schedule": env.float("ROLLUP_INTERVAL_S", default=300.0)},
 }
+# --- alerts: webhook and e-mail deliveries (retried with exponential backoff) ---------
+ALERT_WEBHOOK_TIMEOUT_S = env.float("ALERT_WEBHOOK_TIMEOUT_S", default=5.0)
+ALERT_WEBHOOK_BACKOFF_S = env.float("ALERT_WEBHOOK_BACKOFF_S", default=2.0)  # first retry; doubles each time
+ALERT_WEBHOOK_BACKOFF_MAX_S = env.float("ALERT_WEBHOOK_BACKOFF_MAX_S", default=600.0)
+ALERT_WEBHOOK_MAX_ATTEMPTS = env.int("ALERT_WEBHOOK_MAX_ATTEMPTS", default=10)
+ALERT_WEBHOOK_DISABLE_AFTER = env.int("ALERT_WEBHOOK_DISABLE_AFTER", default=5)  # deliveries in a row that gave up
 
 # --- detections: passages and retention (days; 0 keeps forever) -----------------
 PASSAGE_WINDOW_S = env.float("PASSAGE_WINDOW_S", default=5.0)

@@ -9,6 +9,9 @@ class TransportConfig(AppConfig):
         from . import announce, live
 
         announce.consumers.append(live.on_stored)  # committed detections/health/answers → dashboards
+        from detections import alert_intake
+
+        announce.consumers.append(alert_intake.on_stored)  # committed detections → watchlist matching, in batches
         _register_device_channels(live)
 
 

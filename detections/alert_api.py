@@ -1,0 +1,176 @@
+"""Operator API for watchlists, alerts, webhooks and traffic statistics.
+
+Staff manage watchlists and webhooks; every authenticated operator reads
+watchlists and alerts and acknowledges alerts. Statistics read rollups only.
+"""
+
+from __future__ import annotations
+
+from django.http import StreamingHttpResponse
+from rest_framework import decorators, permissions, serializers, status, viewsets
+from rest_framework.generics import ListAPIView
+from rest_framework.response import Response
+
+from . import alerts, notify, watchlists
+from .alert_models import Alert, Rollup, Watchlist, WatchlistEntry, Webhook
+
+
+class StaffWrites(permissions.IsAuthenticated):
+    def has_permission(self, request, view) -> bool:
+        ok = super().has_permission(request, view)
+        return ok and (request.method in permissions.SAFE_METHODS or request.user.is_staff)
+
+
+class EntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WatchlistEntry
+        fields = ["id", "kind", "value", "match", "device", "site", "active_from", "active_until", "priority", "note"]
+
+    def validate(self, data):
+        entry = WatchlistEntry(**{k: v for k, v in data.items()})
+        try:
+            watchlists.check_entry(entry)
+        except watchlists.InvalidEntry as exc:
+            raise serializers.ValidationError({exc.field: exc.detail}) from None
+        data["value"] = entry.value
+        return data
+
+
+class WatchlistSerializer(serializers.ModelSerializer):
+    entries = serializers.IntegerField(source="entries.count", read_only=True)
+
+    class Meta:
+        model = Watchlist
+        fields = ["id", "name", "description", "active", "notify_emails", "entries", "created_at", "updated_at"]
+
+
+class WatchlistViewSet(viewsets.ModelViewSet):
+    """`/api/v1/watchlists/`; entries under `<id>/entries/`, CSV under `<id>/import/` and `<id>/export/`."""
+
+    queryset = Watchlist.objects.all()
+    serializer_class = WatchlistSerializer
+    permission_classes = [StaffWrites]
+
+    @decorators.action(detail=True, methods=["get", "post"], serializer_class=EntrySerializer)
+    def entries(self, request, pk=None):
+        watchlist = self.get_object()
+        if request.method == "POST":
+            serializer = EntrySerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            serializer.save(watchlist=watchlist)
+            return Response(serializer.data, status=status.HTTP_201_CREATED)
+        page = self.paginate_queryset(watchlist.entries.order_by("id"))
+        return self.get_paginated_response(EntrySerializer(page, many=True).data)
+
+    @decorators.action(detail=True, methods=["post"], url_path="import")
+    def import_csv(self, request, pk=None):
+        """Body: the CSV (text/csv), or a multipart `file`. `?replace=true` replaces the list's entries."""
+        watchlist = self.get_object()
+        upload = request.FILES.get("file")
+        raw = upload.read() if upload else request.body
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise serializers.ValidationError({"file": "The CSV must be UTF-8."}) from None
+        replace = request.query_params.get("replace") in ("1", "true", "yes")
+        report = watchlists.import_csv(watchlist, text, replace=replace)
+        return Response(report.as_dict(), status=status.HTTP_200_OK)
+
+    @decorators.action(detail=True, methods=["get"], url_path="export")
+    def export_csv(self, request, pk=None):
+        watchlist = self.get_object()
+        response = StreamingHttpResponse(watchlists.export_csv(watchlist), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="watchlist-{watchlist.id}.csv"'
+        return response
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    watchlist_name = serializers.CharField(source="watchlist.name", read_only=True)
+    acknowledged_by = serializers.CharField(source="acknowledged_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = Alert
+        fields = ["id", "watchlist", "watchlist_name", "entry", "passage", "detection", "device", "plate", "matched",
+                  "priority", "note", "captured_at", "raised_at", "acknowledged_at", "acknowledged_by", "ack_comment"]
+
+
+class AlertViewSet(viewsets.ReadOnlyModelViewSet):
+    """`/api/v1/alerts/?acknowledged=false&watchlist=&device=`; `POST <id>/ack/ {"comment": ...}`."""
+
+    serializer_class = AlertSerializer
+
+    def get_queryset(self):
+        qs = Alert.objects.select_related("watchlist", "acknowledged_by")
+        params = self.request.query_params
+        if params.get("acknowledged") in ("true", "false"):
+            qs = qs.filter(acknowledged_at__isnull=params["acknowledged"] == "false")
+        for name in ("watchlist", "device"):
+            if params.get(name):
+                qs = qs.filter(**{f"{name}_id": params[name]})
+        return qs
+
+    @decorators.action(detail=True, methods=["post"])
+    def ack(self, request, pk=None):
+        self.get_object()  # 404 for an unknown alert
+        try:
+            alert = alerts.acknowledge(int(pk), request.user, str(request.data.get("comment", "")))
+        except alerts.AlreadyAcknowledged as exc:
+            return Response({"error": "conflict", "detail": "The alert was already acknowledged.",
+                             "alert": AlertSerializer(exc.args[0]).data}, status=status.HTTP_409_CONFLICT)  # fmt: skip
+        return Response(AlertSerializer(alert).data)
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Webhook
+        fields = ["id", "name", "url", "secret", "watchlists", "active", "failed_deliveries", "disabled_at",
+                  "disabled_reason"]  # fmt: skip
+        read_only_fields = ["failed_deliveries", "disabled_at", "disabled_reason"]
+        extra_kwargs = {"secret": {"write_only": True}, "url": {"validators": []}}
+
+    def validate_url(self, value: str) -> str:
+        try:
+            return notify.check_webhook_url(value)
+        except notify.InvalidWebhookURL as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def update(self, instance, validated_data):
+        if validated_data.get("active") and not instance.active:  # re-enabled by staff: a fresh start
+            validated_data.update(failed_deliveries=0, disabled_at=None, disabled_reason="")
+        return super().update(instance, validated_data)
+
+
+class WebhookViewSet(viewsets.ModelViewSet):
+    queryset = Webhook.objects.order_by("id")
+    serializer_class = WebhookSerializer
+    permission_classes = [permissions.IsAdminUser]
+
+
+class RollupSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Rollup
+        fields = ["period", "start", "device_id", "protocol", "detections", "unique_plates", "accepted", "rejected",
+                  "latency_p50_ms", "latency_p95_ms", "computed_at"]  # fmt: skip
+
+
+class TrafficFilter(serializers.Serializer):
+    period = serializers.ChoiceField(["hour", "day"], default="hour")
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    device = serializers.CharField(required=False)
+    protocol = serializers.CharField(required=False)
+
+
+class TrafficStatsView(ListAPIView):
+    """`GET /api/v1/stats/traffic/?period=hour|day&since=&until=&device=&protocol=`: rollup rows, newest first."""
+
+    serializer_class = RollupSerializer
+
+    def get_queryset(self):
+        params = TrafficFilter(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        p = params.validated_data
+        qs = Rollup.objects.filter(period=p["period"]).order_by("-start", "device_id", "protocol")
+        filters = {"start__gte": p.get("since"), "start__lt": p.get("until"), "device_id": p.get("device"),
+                   "protocol": p.get("protocol")}  # fmt: skip
+        return qs.filter(**{k: v for k, v in filters.items() if v is not None})
