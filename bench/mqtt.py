@@ -83,12 +83,25 @@ def start_mosquitto(directory: Path) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def bridge(port: int, database_url: str, log: Path) -> subprocess.Popen:
+def bridges(port: int, database_url: str, log: Path, count: int) -> list[subprocess.Popen]:
+    """`count` bridge processes; more than one share the stream (`--shared bench`)."""
     profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-    return subprocess.Popen(
-        [sys.executable, *profile, "manage.py", "run_mqtt_bridge", "--url", f"mqtt://127.0.0.1:{port}", "--client-id", "bench-bridge"],
-        cwd=ROOT, env=env(database_url), stdout=log.open("a"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    shared = ["--shared", "bench"] if count > 1 else []
+    return [
+        subprocess.Popen(
+            [sys.executable, *profile, "manage.py", "run_mqtt_bridge", "--url", f"mqtt://127.0.0.1:{port}",
+             "--client-id", f"bench-bridge-{n}", *shared],
+            cwd=ROOT, env=env(database_url), stdout=log.open("a"), stderr=subprocess.STDOUT,
+        )
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(30)
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -193,6 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=60_000)
     parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--bridges", type=int, default=1, help="bridge processes (more than 1: --shared)")
     args = parser.parse_args()
     messages = args.messages - args.messages % args.devices
 
@@ -204,10 +218,9 @@ def main() -> None:
     log = directory / "bridge.log"
     try:
         say("creating both persistent sessions")
-        proc = bridge(port, database_url, log)
-        wait_for(lambda: "subscribed to" in log.read_text(), 60, "the bridge to subscribe")
-        proc.terminate()
-        proc.wait(30)
+        procs = bridges(port, database_url, log, args.bridges)
+        wait_for(lambda: log.read_text().count("subscribed to") >= args.bridges, 60, "the bridges to subscribe")
+        stop(procs)
         bare = Bare(port)
         bare.connect()
         bare.client.subscribe("lpr/v1/devices/+/up/+", qos=1)
@@ -224,11 +237,10 @@ def main() -> None:
         bare.disconnect()
         bare_rate = (messages - 1) / (bare.last - bare.first)
 
-        say("one bridge process drains its queue into PostgreSQL")
-        proc = bridge(port, database_url, log)
+        say(f"{args.bridges} bridge process(es) drain their queue into PostgreSQL")
+        procs = bridges(port, database_url, log, args.bridges)
         span_rate, wall_rate = stored_rate(database_url, messages, 600)
-        proc.terminate()
-        proc.wait(30)
+        stop(procs)
         say("the pipeline alone, in one process, no MQTT")
         alone = pipeline_alone(database_url, messages)
     finally:
@@ -237,7 +249,7 @@ def main() -> None:
 
     print(f"MQTT, {messages} detections from {args.devices} devices, one Mosquitto, queued then drained:")
     print(f"  bare paho subscriber (receives, does nothing)   {bare_rate:10,.0f} msg/s   <- the limit")
-    print(f"  one bridge process (stored, acked on down/ack)  {span_rate:10,.0f} msg/s   (wall clock {wall_rate:,.0f}/s)")
+    print(f"  {args.bridges} bridge process(es) (stored, acked on down/ack){span_rate:10,.0f} msg/s   (wall clock {wall_rate:,.0f}/s)")
     print(f"  ingest_batch alone (same rows, no MQTT)         {alone:10,.0f} msg/s   <- the bridge's other limit")
     print(f"  ratio bridge / bare                             {span_rate / bare_rate:10.2f}      (target >= 0.6)")
     print(f"  target >= 10,000 stored/s: {'met' if span_rate >= 10_000 else 'NOT met'}; "
