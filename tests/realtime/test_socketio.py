@@ -35,7 +35,8 @@ def test_envelopes_over_socketio_are_stored_and_acked_with_the_ack_object(server
     errors = []
 
     async def scenario():
-        client = await sio_camera(servers.b, token_for(device), {"error": errors.append})
+        error_seen = asyncio.Event()
+        client = await sio_camera(servers.b, token_for(device), {"error": lambda e: (errors.append(e), error_seen.set())})
         try:
             first = await client.call("envelope", env, namespace="/device", timeout=10)
             again = await client.call("envelope", json.dumps(env), namespace="/device", timeout=10)  # a JSON string too
@@ -43,6 +44,7 @@ def test_envelopes_over_socketio_are_stored_and_acked_with_the_ack_object(server
             spoofed = await client.call("envelope", spoof, namespace="/device", timeout=10)
             await client.emit("frame", b"not a jpeg", namespace="/device")
             last = await client.call("envelope", envelope(device.id, "health"), namespace="/device", timeout=10)
+            await asyncio.wait_for(error_seen.wait(), 10)
             return first, again, bad, spoofed, last
         finally:
             await client.disconnect()

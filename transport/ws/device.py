@@ -58,8 +58,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         result = await authenticate(token_from_scope(self.scope), VIA)
-        await self.accept()
         if isinstance(result, auth.AuthError):
+            await self.accept()  # accepted, then closed: a close code reaches the camera, a refused handshake would not
             await self.close(CLOSE_UNAUTHENTICATED if result.code == "unauthenticated" else CLOSE_FORBIDDEN)
             return
         self.device, self.leave_reason = result, "closed"
@@ -68,8 +68,10 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         self.pings: dict[str, float] = {}
         self.last_heard = time.monotonic()
         self.video_on = False
+        # Reachable for pushes before the camera learns it is connected.
         await self.channel_layer.group_add(live.device_group(result.id), self.channel_name)
         await presence.connected(result.id, VIA, self.channel_name)
+        await self.accept()
         live.device_status(result.id, True, VIA, "connected")
         await self._sync_video()
         self.ticker = asyncio.get_running_loop().create_task(self._tick())
@@ -115,6 +117,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(settings.REALTIME_PING_INTERVAL_S)
             if time.monotonic() - self.last_heard > settings.REALTIME_SILENT_TIMEOUT_S:
                 self.leave_reason = "silent"
+                await presence.disconnected(self.device.id, VIA, self.channel_name)  # gone before the camera hears it
                 await self.close(CLOSE_SILENT)
                 return
             sent_at = timezone.now().isoformat()
