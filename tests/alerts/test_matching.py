@@ -1,0 +1,122 @@
+"""Watchlist matching through the pipeline: exact against lenient, candidates, scope, time window, patterns, passages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from detections import alerts, watchlists
+from detections.alert_models import Alert, Delivery
+from tests.alerts.conftest import detection, make_watchlist, make_webhook
+from transport.pipeline import ingest
+
+pytestmark = pytest.mark.django_db
+
+CONFUSABLE_VARIANTS = ["8A5123", "BA5I23", "BA5l23", "BAS123", "B4S1Z3"]  # BA5123 misread by OCR
+
+
+def read_and_match(device, plate: str, candidates=(), **fields) -> list[Alert]:
+    env = detection(device.id, plate, candidates, **fields)
+    assert ingest(env, device, "rest").status == "accepted"
+    return alerts.match([env["message_id"]])
+
+
+@pytest.mark.parametrize("variant", CONFUSABLE_VARIANTS)
+def test_lenient_entry_catches_a_confusable_variant_and_exact_does_not(make_device, variant):
+    exact = make_watchlist([{"value": "BA-5123", "match": "exact"}], name="exact")
+    lenient = make_watchlist([{"value": "BA 5123", "match": "lenient"}], name="lenient")
+    raised = read_and_match(make_device(), variant)
+    assert [a.watchlist_id for a in raised] == [lenient.id]
+    assert raised[0].matched == variant.upper() and exact.alerts.count() == 0
+
+
+def test_exact_entry_matches_the_same_plate_written_differently(make_device):
+    make_watchlist([{"value": "ba-5123", "match": "exact"}])
+    assert [a.plate for a in read_and_match(make_device(), "BA 5123")] == ["BA 5123"]
+
+
+def test_lenient_allows_one_edit_more_but_not_an_unrelated_plate(make_device):
+    make_watchlist([{"value": "XY98765", "match": "lenient"}])
+    device = make_device()
+    assert len(read_and_match(device, "XY9876")) == 1  # one character dropped
+    assert read_and_match(make_device(), "QQ11111") == []
+
+
+def test_lenient_matches_a_candidate_exact_does_not(make_device):
+    make_watchlist([{"value": "KL4402", "match": "lenient"}], name="lenient")
+    make_watchlist([{"value": "KL4403", "match": "exact"}], name="exact")
+    raised = read_and_match(make_device(), "ZZ9999", candidates=("KL44O2", "KL4403"))
+    assert [(a.watchlist.name, a.matched) for a in raised] == [("lenient", "KL44O2")]
+
+
+def test_scope_by_device_and_site_and_time_window(make_device):
+    here, there = make_device(site="north"), make_device(site="south")
+    now = datetime.now(timezone.utc)
+    make_watchlist([
+        {"value": "DEV001", "device": here},
+        {"value": "SITE01", "site": "north"},
+        {"value": "LATER1", "active_from": now + timedelta(hours=1)},
+        {"value": "OVER01", "active_until": now - timedelta(hours=1)},
+    ])  # fmt: skip
+    assert len(read_and_match(here, "DEV001")) == 1
+    assert read_and_match(there, "DEV001") == []
+    assert len(read_and_match(here, "SITE01")) == 1
+    assert read_and_match(there, "SITE01") == []
+    assert read_and_match(here, "LATER1") == [] and read_and_match(here, "OVER01") == []
+
+
+def test_pattern_entries_match_whole_normalised_plates(make_device):
+    make_watchlist([{"kind": "pattern", "value": r"GOV\d{3}", "match": "exact", "priority": 5}])
+    assert [a.priority for a in read_and_match(make_device(), "gov-123")] == [5]
+    assert read_and_match(make_device(), "GOV1234") == []
+
+
+def test_a_pattern_that_does_not_compile_is_refused():
+    with pytest.raises(watchlists.InvalidEntry, match="does not compile"):
+        watchlists.clean_value("pattern", "AB[12")
+
+
+def test_one_alert_per_passage_however_many_reads_and_matches(make_device):
+    make_watchlist([{"value": "PQ7788", "match": "lenient", "priority": 1},
+                    {"value": "PQ7788", "match": "exact", "priority": 9}])  # fmt: skip
+    make_webhook("http://127.0.0.1:9/hook")
+    device = make_device()
+    base = datetime.now(timezone.utc)
+    envs = [detection(device.id, p, timestamp=(base + timedelta(seconds=i)).isoformat())
+            for i, p in enumerate(["PQ7788", "PQ77B8", "PQ7788"])]  # fmt: skip
+    for env in envs:
+        assert ingest(env, device, "rest").status == "accepted"
+    first = alerts.match([envs[0]["message_id"]])
+    again = alerts.match([e["message_id"] for e in envs])
+    assert len(first) == 1 and again == [] and first[0].priority == 9
+    assert Alert.objects.count() == 1
+    assert sorted(Delivery.objects.values_list("channel", flat=True)) == ["dashboard", "webhook"]
+
+
+def test_a_new_passage_of_the_same_plate_raises_a_new_alert(make_device):
+    make_watchlist([{"value": "RS1010"}])
+    device = make_device()
+    base = datetime.now(timezone.utc) - timedelta(hours=1)
+    assert len(read_and_match(device, "RS1010", timestamp=base.isoformat())) == 1
+    assert len(read_and_match(device, "RS1010", timestamp=(base + timedelta(minutes=10)).isoformat())) == 1
+
+
+def test_inactive_watchlists_and_edits_are_seen_by_the_next_batch(make_device):
+    watchlist = make_watchlist([{"value": "UV2020"}], active=False)
+    device = make_device()
+    base = datetime.now(timezone.utc) - timedelta(hours=2)
+    assert read_and_match(device, "UV2020", timestamp=base.isoformat()) == []
+    watchlist.active = True
+    watchlist.save()
+    assert len(read_and_match(device, "UV2020", timestamp=(base + timedelta(minutes=30)).isoformat())) == 1
+
+
+def test_acknowledgement_records_who_and_when_once(make_device, django_user_model):
+    make_watchlist([{"value": "WX3030"}])
+    alert = read_and_match(make_device(), "WX3030")[0]
+    user = django_user_model.objects.create_user("op1", password="secret-pass-123")
+    acked = alerts.acknowledge(alert.id, user, "on it")
+    assert acked.acknowledged_by == user and acked.acknowledged_at is not None and acked.ack_comment == "on it"
+    with pytest.raises(alerts.AlreadyAcknowledged):
+        alerts.acknowledge(alert.id, user)
