@@ -5,12 +5,15 @@ from __future__ import annotations
 from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
 
 from .models import Image
 
 
 def image(request: HttpRequest, image_id, thumbnail: bool = False) -> HttpResponse:
-    if not request.user.is_authenticated:
+    if not _authenticated(request):
         return _anonymous(request)
     img = get_object_or_404(Image, pk=image_id)
     field = img.thumbnail if thumbnail else img.file
@@ -21,6 +24,17 @@ def image(request: HttpRequest, image_id, thumbnail: bool = False) -> HttpRespon
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _authenticated(request: HttpRequest) -> bool:
+    """A dashboard session, or the operator API's own credentials (token, Basic) for scripts."""
+    if request.user.is_authenticated:
+        return True
+    api = Request(request, authenticators=[auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES])
+    try:
+        return bool(api.user and api.user.is_authenticated)
+    except APIException:
+        return False
 
 
 def _anonymous(request: HttpRequest) -> HttpResponse:

@@ -51,6 +51,15 @@ def test_uploaded_image_is_stored_thumbnailed_linked_and_served_to_operators(cam
     assert PIL.Image.open(io.BytesIO(b"".join(thumb.streaming_content))).size == (320, 240)
 
 
+def test_operator_scripts_fetch_images_with_their_api_token(camera, media):
+    from rest_framework.authtoken.models import Token
+
+    image_id = upload(camera, picture()).json()["image_ref"]
+    token = Token.objects.create(user=UserFactory()).key
+    assert Client().get(f"/media/images/{image_id}/", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+    assert Client().get(f"/media/images/{image_id}/", HTTP_AUTHORIZATION="Token wrong").status_code == 401
+
+
 def test_images_are_refused_to_anonymous_users(camera, media):
     image_id = upload(camera, picture()).json()["image_ref"]
     for path in (f"/media/images/{image_id}/", f"/media/images/{image_id}/thumbnail/"):
