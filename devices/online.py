@@ -44,7 +44,7 @@ def presence_of(device: Device, live: list[str], now: datetime) -> Presence:
         return Presence(True, "mqtt", "MQTT status online")
     seen, via = device.last_seen_at, device.last_transport
     recent = seen is not None and now - seen < timedelta(seconds=settings.DEVICE_OFFLINE_AFTER_S)
-    left_mqtt = device.mqtt_status == "offline" and device.mqtt_status_at and seen and device.mqtt_status_at >= seen
+    left_mqtt = device.mqtt_status == "offline" and (seen is None or (device.mqtt_status_at or seen) >= seen)
     if recent and via not in channels.LIVE_TRANSPORTS and not left_mqtt:
         return Presence(True, via, f"message over {via} at {seen.isoformat()}")
     if left_mqtt:

@@ -161,6 +161,7 @@ def mqtt_cameras(broker, bridge):
 
 CAMERA_WITH_WILL = """
 import sys, time
+import paho.mqtt.client as mqtt
 device_id, port = sys.argv[1], int(sys.argv[2])
 topic = f"lpr/v1/devices/{device_id}/status"
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"will-{device_id}")
