@@ -120,6 +120,9 @@ class Mosquitto:
             f"log_dest file {directory / f'mosquitto-{self.port}.log'}\n"
             "log_type error\nlog_type warning\nlog_type notice\n" + extra_conf
         )
+        self.start()
+
+    def start(self) -> None:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until(self._listening, 10, what=f"mosquitto on {self.port}")
 
@@ -134,8 +137,9 @@ class Mosquitto:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
 
 
 class Camera:

@@ -20,7 +20,9 @@ def secured(make_device, mosquitto, tmp_path, monkeypatch):
     """Two devices and a Mosquitto using the password file and access list the command writes."""
     monkeypatch.setenv("MQTT_BRIDGE_PASSWORD", "bridge-secret")
     first, second = make_device(), make_device()
+    retired = make_device(active=False)
     call_command("mqtt_credentials", out=str(tmp_path / "broker"))
+    assert retired.id not in (tmp_path / "broker" / "passwd").read_text()
     broker = mosquitto(
         "allow_anonymous false\n"
         f"password_file {tmp_path / 'broker' / 'passwd'}\n"

@@ -20,7 +20,7 @@ from detections.models import Detection
 from tests.factories import envelope
 from transport.models import Message
 
-from .conftest import REPO, BridgeProcess, bridge_database_url, wait_until
+from .conftest import REPO, BridgeProcess, Camera, bridge_database_url, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -114,14 +114,71 @@ def test_database_outage_under_load_loses_nothing(fast_devices, mosquitto, tmp_p
     proxy("drop", on=1)  # new database connections fail ...
     proxy("cut")  # ... and the open ones die
     before = stream.stored()
-    time.sleep(3)
+    wait_until(lambda: "storage unavailable" in bridge.log(), 10, what="the bridge to notice")
+    time.sleep(2)
     during = stream.stored()
     proxy("restore")
     stream.finish()
 
     assert during == before < 1500  # nothing was stored while the database was away
     stream.assert_each_stored_once()
-    assert "storage unavailable" in bridge.log()
+    assert bridge.terminate() == 0
+
+
+def test_a_bridge_killed_while_the_database_is_down_leaves_its_batch_to_the_next(fast_devices, mosquitto, tmp_path,
+                                                                                  db_proxy):  # fmt: skip
+    proxy_port, proxy = db_proxy
+    broker = mosquitto()
+    database_url = bridge_database_url(HOST="127.0.0.1", PORT=proxy_port)
+    bridge = BridgeProcess(tmp_path, broker.url, "outage-kill", database_url=database_url).wait_subscribed()
+    stream = Stream(broker.port, fast_devices, 600, per_s=300)
+    # Some stored first, so the bridge knows the devices (cached 5 s) and it is the pipeline that fails.
+    wait_until(lambda: stream.stored() >= 100, 30, every=0.01, what="the bridge to store some")
+    proxy("drop", on=1)
+    proxy("cut")
+    wait_until(lambda: "storage unavailable; retrying" in bridge.log(), 10, what="the bridge to hold its batch")
+    time.sleep(0.5)
+    bridge.kill()  # had it acked the broker for what it could not store, those messages would now be gone
+    proxy("restore")
+    BridgeProcess(tmp_path, broker.url, "outage-kill", database_url=database_url).wait_subscribed()
+    stream.finish()
+
+    stream.assert_each_stored_once()
+
+
+def test_refused_input_is_acked_so_a_restarted_bridge_does_not_see_it_again(device, mosquitto, tmp_path):
+    from transport.models import RejectedMessage
+
+    broker = mosquitto()
+    bridge = BridgeProcess(tmp_path, broker.url, "refusals").wait_subscribed()
+    camera = Camera(device.id, broker.port).connect()
+    camera.publish(b"not json", "detection")
+    camera.publish(envelope(f"{device.id}X", protocol="mqtt"), topic=f"lpr/v1/devices/{device.id}X/up/detection")
+    wait_until(lambda: RejectedMessage.objects.filter(transport="mqtt").count() == 2, what="both refusals")
+    time.sleep(0.5)  # the acks reach the broker
+    bridge.kill()
+    restarted = BridgeProcess(tmp_path, broker.url, "refusals").wait_subscribed()
+    good = envelope(device.id, protocol="mqtt")
+    camera.publish(good)
+    assert camera.wait_ack(good["message_id"])["status"] == "accepted"
+    camera.close()
+
+    assert RejectedMessage.objects.filter(transport="mqtt").count() == 2
+    assert restarted.terminate() == 0
+
+
+def test_the_bridge_reconnects_after_the_broker_restarts(device, mosquitto, tmp_path):
+    broker = mosquitto()
+    bridge = BridgeProcess(tmp_path, broker.url, "reconnects").wait_subscribed()
+    broker.stop()
+    broker.start()  # no persistence: the bridge must subscribe again by itself
+    wait_until(lambda: bridge.log().count("subscribed to") == 2, 40, what="the bridge to resubscribe")
+    camera = Camera(device.id, broker.port).connect()
+    env = envelope(device.id, protocol="mqtt")
+    camera.publish(env)
+
+    assert camera.wait_ack(env["message_id"])["status"] == "accepted"
+    camera.close()
     assert bridge.terminate() == 0
 
 
