@@ -35,8 +35,8 @@ def tick(cursor: Cursor, now: datetime | None = None) -> dict[str, int]:
     since = cursor.since - timedelta(seconds=LOOKBACK_S)
     changes = online.evaluate(now)
     sweep = commands.sweep(now)
+    measured = _devices_with_new_measurements(since, now)  # first: a switch the camera explains lends its reason
     switches = connectivity.observe_transports(since, now)
-    measured = _devices_with_new_measurements(since, now)
     recommended = connectivity.refresh(measured, now)
     cursor.since = now
     return {"presence": len(changes), **sweep, "switches": len(switches), "recommendations": len(recommended)}
