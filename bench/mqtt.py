@@ -30,33 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
+
+from bench.stack import free_port, fresh_database, say  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-PG = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres:postgres@127.0.0.1:5432/postgres")
 DATABASE = "lpr_bench_mqtt"
 RECEIVE_MAXIMUM = 2000  # the bridge's default; the bare subscriber gets the same window
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fresh_database() -> str:
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    url = PG.rsplit("/", 1)[0] + "/" + DATABASE
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env(url), check=True)
-    return url
 
 
 def env(database_url: str) -> dict[str, str]:
@@ -212,7 +192,7 @@ def main() -> None:
 
     directory = Path(tempfile.mkdtemp(prefix="bench-mqtt-"))
     say(f"fresh database {DATABASE}, {args.devices} devices")
-    database_url = fresh_database()
+    database_url = fresh_database(DATABASE)
     device_ids = create_devices(database_url, args.devices)
     broker, port = start_mosquitto(directory)
     log = directory / "bridge.log"

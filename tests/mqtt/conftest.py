@@ -201,6 +201,26 @@ class Camera:
         self.client.loop_stop()
 
 
+def assert_confined(camera: "Camera", watcher: "Camera", other_id: str) -> None:
+    """`camera` can neither publish into nor read from `other_id`'s topics; `watcher` (the bridge account) sees all."""
+    seen: list[str] = []
+    watcher.client.on_message = lambda c, u, msg: seen.append(msg.topic)
+    watcher.subscribe("lpr/v1/devices/#")
+    own, other = camera.root, f"lpr/v1/devices/{other_id}"
+    # The SUBACK may grant this (Mosquitto 2.0 applies its access list to each message it would deliver).
+    camera.subscribe(f"{other}/#")
+    camera.publish(b"{}", topic=f"{other}/up/detection").wait_for_publish(5)
+    camera.publish(b"{}", topic=f"{own}/up/detection").wait_for_publish(5)
+    watcher.client.publish(f"{other}/down/ack", b"{}", qos=1).wait_for_publish(5)
+    watcher.client.publish(f"{own}/down/ack", b"{}", qos=1).wait_for_publish(5)
+
+    # Each pair was sent in order, so once the second of a pair has arrived, the first would have too.
+    wait_until(lambda: f"{own}/up/detection" in seen, what="the device's own message")
+    wait_until(lambda: camera.down, what="the device's own down/ack")
+    assert f"{other}/up/detection" not in seen
+    assert [topic for topic, _, _ in camera.down] == [f"{own}/down/ack"]
+
+
 @pytest.fixture(scope="session")
 def shared_bridge(django_db_setup, django_db_blocker, tmp_path_factory):
     """One bridge on the shared Mosquitto (127.0.0.1:1883) for the whole run, on the test database."""

@@ -1,15 +1,13 @@
 """The embedded broker (amqtt) with the bridge: device keys and topic confinement, and the pipeline behind it."""
 
-import json
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from tests.factories import envelope
 from transport.models import Message
 from transport.mqtt.embedded import EmbeddedBroker
 
-from .conftest import BridgeProcess, Camera, free_port, wait_until
+from .conftest import BridgeProcess, Camera, assert_confined, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -43,21 +41,9 @@ def test_embedded_broker_takes_device_keys_and_bridges_into_the_pipeline(embedde
 def test_embedded_broker_confines_a_device_to_its_own_topics(embedded, make_device):
     device, other = make_device(), make_device()
     watcher = Camera("lpr-bridge", embedded.port, embedded.password).connect(subscribe=False)
-    watcher.subscribe("lpr/v1/devices/#")
-    seen = []
-    watcher.client.on_message = lambda c, u, msg: seen.append(msg.topic)
     camera = Camera(device.id, embedded.port, device.issued.key).connect()
     try:
-        camera.subscribe(f"lpr/v1/devices/{other.id}/#")
-        camera.publish(b"{}", topic=f"lpr/v1/devices/{other.id}/up/detection").wait_for_publish(5)
-        camera.publish(b"{}", topic=f"lpr/v1/devices/{device.id}/up/detection").wait_for_publish(5)
-        watcher.client.publish(f"lpr/v1/devices/{other.id}/down/ack", b"{}", qos=1).wait_for_publish(5)
-        watcher.client.publish(f"lpr/v1/devices/{device.id}/down/ack", b"{}", qos=1).wait_for_publish(5)
-
-        wait_until(lambda: f"lpr/v1/devices/{device.id}/up/detection" in seen, what="the device's own message")
-        wait_until(lambda: camera.down, what="the device's own down/ack")
-        assert f"lpr/v1/devices/{other.id}/up/detection" not in seen
-        assert [topic for topic, _, _ in camera.down] == [f"lpr/v1/devices/{device.id}/down/ack"]
+        assert_confined(camera, watcher, other.id)
     finally:
         camera.close()
         watcher.close()
