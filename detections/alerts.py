@@ -53,7 +53,7 @@ def match(message_ids: Iterable[UUID | str]) -> list[Alert]:
 
 
 def _reads(message_ids: Iterable[UUID | str]):
-    return Detection.objects.filter(message_id__in=list(message_ids)).values_list(
+    return Detection.objects.filter(message_id__in=list(message_ids)).order_by("captured_at", "id").values_list(
         "id", "device_id", "device__site", "captured_at", "plate", "plate_normalized", "candidates", "passage_id"
     )
 

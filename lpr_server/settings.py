@@ -121,6 +121,10 @@ ALERT_WEBHOOK_BACKOFF_S = env.float("ALERT_WEBHOOK_BACKOFF_S", default=2.0)  # f
 ALERT_WEBHOOK_BACKOFF_MAX_S = env.float("ALERT_WEBHOOK_BACKOFF_MAX_S", default=600.0)
 ALERT_WEBHOOK_MAX_ATTEMPTS = env.int("ALERT_WEBHOOK_MAX_ATTEMPTS", default=10)
 ALERT_WEBHOOK_DISABLE_AFTER = env.int("ALERT_WEBHOOK_DISABLE_AFTER", default=5)  # deliveries in a row that gave up
+# E-mail (alert e-mails, mail_admins): EMAIL_URL as django-environ reads it, e.g. smtp://user:pass@host:587
+vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = SERVER_EMAIL = env("DEFAULT_FROM_EMAIL", default="lpr-server@localhost")
+ADMINS = [(a, a) for a in env.list("ADMINS", default=[])]  # told when a webhook is disabled
 
 # --- detections: passages and retention (days; 0 keeps forever) -----------------
 PASSAGE_WINDOW_S = env.float("PASSAGE_WINDOW_S", default=5.0)

@@ -34,6 +34,7 @@ WORKER_ENV = {"ALERT_WEBHOOK_TIMEOUT_S": "1", "ALERT_WEBHOOK_BACKOFF_S": "0.5", 
 class Worker:
     proc: subprocess.Popen
     log_path: Path
+    mailbox: Path | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -83,7 +84,10 @@ def redis_db(django_db_setup):
 
 @pytest.fixture(scope="session")
 def worker(redis_db, tmp_path_factory):
-    w = start_worker(tmp_path_factory.mktemp("worker"))
+    """The session's worker; its e-mail backend writes files into `worker.mailbox`."""
+    log_dir = tmp_path_factory.mktemp("worker")
+    w = start_worker(log_dir, EMAIL_URL=f"filemail:///{log_dir / 'mail'}")
+    w.mailbox = log_dir / "mail"
     yield w
     w.stop()
 
@@ -126,10 +130,7 @@ class Receiver:
             return self.script.pop(0) if self.script else self.default
 
 
-@pytest.fixture
-def receiver():
-    state = Receiver()
-
+def _serve(state: Receiver) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -150,13 +151,31 @@ def receiver():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server.daemon_threads, server.block_on_close = True, False
     state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def receivers():
+    """Start webhook receivers: `receivers(default="hang")`; each is stopped after the test."""
+    servers = []
+
+    def start(**fields) -> Receiver:
+        state = Receiver(**fields)
+        servers.append(_serve(state))
+        return state
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver(receivers):
+    return receivers()
 
 
 # --- data ------------------------------------------------------------------------------------------
