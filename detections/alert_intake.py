@@ -15,6 +15,8 @@ import os
 import threading
 import time
 
+from . import eager_beat
+
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.05
@@ -62,9 +64,14 @@ class Batcher:
 
 
 def _queue_match(ids: list[str]) -> None:
+    from django.db import close_old_connections
+
     from .alert_tasks import match_alerts
 
-    match_alerts.delay(ids)
+    try:
+        match_alerts.delay(ids)  # eager mode (no REDIS_URL): runs here, on this thread
+    finally:
+        close_old_connections()
 
 
 batcher = Batcher(_queue_match)
@@ -75,3 +82,4 @@ def on_stored(messages: list) -> None:
     ids = [str(m.envelope.message_id) for m in messages if m.envelope.data_type == "detection"]
     if ids:
         batcher.add(ids)
+    eager_beat.ensure_started()
