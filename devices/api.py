@@ -6,6 +6,7 @@ Devices are created and deleted in the admin, by staff.
 """
 
 from django.db import transaction
+from django.http import Http404
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -30,7 +31,17 @@ class IsStaff(permissions.BasePermission):
         return request.user.is_staff
 
 
-class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
+class _ContractNotFound:
+    """Raise DRF's NotFound, not Django's Http404, which the error handler would report as `invalid`."""
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            raise NotFound(f"No {self.queryset.model._meta.verbose_name} {self.kwargs.get('pk')!r}.")
+
+
+class DeviceViewSet(_ContractNotFound, viewsets.ReadOnlyModelViewSet):
     queryset = Device.objects.all()
     serializer_class = DeviceSerializer
 
@@ -74,7 +85,7 @@ class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
         })  # fmt: skip
 
 
-class CommandViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class CommandViewSet(_ContractNotFound, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Command.objects.prefetch_related("transitions")
     serializer_class = CommandSerializer
 
