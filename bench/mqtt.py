@@ -163,15 +163,16 @@ devices = list(Device.objects.all())
 now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 n, batch = int(os.environ["N"]), 500
 bodies = [json.dumps({"message_id": str(uuid.uuid4()), "timestamp": now, "protocol": "mqtt",
-                      "edge_device_id": devices[i % len(devices)].id, "data_type": "detection", "sequence": 10**6 + i,
+                      "edge_device_id": devices[i % len(devices)].id, "data_type": "detection", "sequence": i // len(devices),
                       "payload": {"plate": f"CD{i % 100000:05d}", "confidence": 0.91, "region": "de",
                                   "bbox": {"x": 1, "y": 2, "w": 100, "h": 40}}}).encode() for i in range(n)]
-start = time.perf_counter()
 for k in range(0, n, batch):
+    if k == batch:
+        start = time.perf_counter()  # like the bridge's figure (first to last batch start), the first batch is warm-up
     acks = pipeline.ingest_batch([pipeline.Inbound(b, devices[(k + j) % len(devices)], "mqtt", "detection")
                                   for j, b in enumerate(bodies[k:k + batch])])
     assert all(a.status == "accepted" for a in acks), acks[0]
-print(n / (time.perf_counter() - start))
+print((n - batch) / (time.perf_counter() - start))
 """
 
 
@@ -194,6 +195,10 @@ def main() -> None:
     say(f"fresh database {DATABASE}, {args.devices} devices")
     database_url = fresh_database(DATABASE)
     device_ids = create_devices(database_url, args.devices)
+    say("the pipeline alone, in one process, no MQTT, on its own fresh database")
+    alone_url = fresh_database(DATABASE + "_alone")
+    create_devices(alone_url, args.devices)
+    alone = pipeline_alone(alone_url, messages)
     broker, port = start_mosquitto(directory)
     log = directory / "bridge.log"
     try:
@@ -221,8 +226,6 @@ def main() -> None:
         procs = bridges(port, database_url, log, args.bridges)
         span_rate, wall_rate = stored_rate(database_url, messages, 600)
         stop(procs)
-        say("the pipeline alone, in one process, no MQTT")
-        alone = pipeline_alone(database_url, messages)
     finally:
         broker.terminate()
         broker.wait(10)
@@ -230,7 +233,7 @@ def main() -> None:
     print(f"MQTT, {messages} detections from {args.devices} devices, one Mosquitto, queued then drained:")
     print(f"  bare paho subscriber (receives, does nothing)   {bare_rate:10,.0f} msg/s   <- the limit")
     print(f"  {args.bridges} bridge process(es) (stored, acked on down/ack){span_rate:10,.0f} msg/s   (wall clock {wall_rate:,.0f}/s)")
-    print(f"  ingest_batch alone (same rows, no MQTT)         {alone:10,.0f} msg/s   <- the bridge's other limit")
+    print(f"  ingest_batch alone (same rows, no MQTT)         {alone:10,.0f} msg/s   (same pipeline, no MQTT: what bounds the bridge)")
     print(f"  ratio bridge / bare                             {span_rate / bare_rate:10.2f}      (target >= 0.6)")
     print(f"  target >= 10,000 stored/s: {'met' if span_rate >= 10_000 else 'NOT met'}; "
           f">= 0.6 of bare: {'met' if span_rate >= 0.6 * bare_rate else 'NOT met'}")  # fmt: skip
