@@ -62,23 +62,27 @@ def video_group(device_id: str) -> str:
 # MQTT bridge process, a test) a private daemon loop is started on first use.
 
 _loop: asyncio.AbstractEventLoop | None = None
+_loop_is_private = False
 _loop_lock = threading.Lock()
 
 
 def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
-    global _loop
+    """Make the server's loop the live loop (replacing a private one started before the first connection)."""
+    global _loop, _loop_is_private
     if _loop is loop:
         return
     with _loop_lock:
-        if _loop is None or _loop.is_closed():
-            _loop = loop
+        if _loop is None or _loop.is_closed() or _loop_is_private:
+            if _loop is not None and _loop_is_private:
+                _loop.call_soon_threadsafe(_loop.stop)
+            _loop, _loop_is_private = loop, False
 
 
 def live_loop() -> asyncio.AbstractEventLoop:
-    global _loop
+    global _loop, _loop_is_private
     with _loop_lock:
         if _loop is None or _loop.is_closed():
-            _loop = asyncio.new_event_loop()
+            _loop, _loop_is_private = asyncio.new_event_loop(), True
             threading.Thread(target=_loop.run_forever, name="lpr-live", daemon=True).start()
         return _loop
 
