@@ -93,3 +93,8 @@ ensure_node_modules() {
     echo "$want" > node_modules/.installed
   fi
 }
+
+# Debian's Chromium, which the dashboard's browser tests drive through Playwright (never `playwright install`).
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] || apt_install chromium
+}
