@@ -177,10 +177,12 @@ def run_phases(base: str, tokens: dict[str, str], args) -> list[tuple[str, str, 
         saturate("Socket.IO echo (bare namespace)", transport="socketio", namespace="/echo")
         sio = saturate("Socket.IO ingest, acked after commit", transport="socketio", namespace="/device")
     if "latency" in phases:
-        for label, path in [("echo", "/ws/echo/"), ("ingest", "/ws/device/")]:
-            lat = run_load(mode="rate", transport="websocket", path=path, devices=devices[:10], rate=args.rate,
-                           **common)["latencies"]  # fmt: skip
-            rows.append((f"WebSocket {label} ack latency at {args.rate:,.0f} msg/s",
+        for label, where in [("WebSocket echo", {"transport": "websocket", "path": "/ws/echo/"}),
+                             ("WebSocket ingest", {"transport": "websocket", "path": "/ws/device/"}),
+                             ("Socket.IO echo", {"transport": "socketio", "namespace": "/echo"}),
+                             ("Socket.IO ingest", {"transport": "socketio", "namespace": "/device"})]:  # fmt: skip
+            lat = run_load(mode="rate", devices=devices[:10], rate=args.rate, **common, **where)["latencies"]
+            rows.append((f"{label} ack latency at {args.rate:,.0f} msg/s",
                          f"p50 {percentile(lat, 50):.2f} ms", f"p99 {percentile(lat, 99):.2f} ms ({len(lat):,} acks)"))
     rows.append(("targets", f"WS >= {TARGETS['websocket']:,}/s, SIO >= {TARGETS['socketio']:,}/s",
                  f"p99 < {TARGETS['p99_ms']:g} ms at 1,000/s; measured WS {ws:,.0f}/s, SIO {sio:,.0f}/s"))

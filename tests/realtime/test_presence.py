@@ -14,7 +14,7 @@ from devices.models import Device
 from tests.factories import envelope
 from transport import live
 
-from .conftest import dump, is_type, recv_frame, wait_until
+from .conftest import dump, is_type, operator_headers, recv_frame, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -66,21 +66,30 @@ def test_connections_are_known_across_processes_and_forgotten_when_closed(server
     assert asyncio.run(scenario()) == {"websocket"}
 
 
-def test_a_silent_connection_is_closed_and_leaves_presence(private_servers, device, token_for):
+def test_a_silent_connection_is_closed_and_leaves_presence(private_servers, device, token_for, operator_cookie):
     server = private_servers(REALTIME_PING_INTERVAL_S="0.2", REALTIME_SILENT_TIMEOUT_S="1.0")
 
     async def scenario():
-        async with websockets.connect(f"{server.ws}/ws/device/?token={token_for(device)}", ping_interval=None) as ws:
-            assert presence.is_connected(device.id)
-            started = time.monotonic()
-            with pytest.raises(ConnectionClosed):
-                while True:  # read (so the socket is alive) but never answer
-                    await asyncio.wait_for(ws.recv(), 10)
-            return ws.close_code, time.monotonic() - started
+        headers = operator_headers(server, operator_cookie)
+        async with websockets.connect(f"{server.ws}/ws/dashboard/", additional_headers=headers) as dash:
+            url = f"{server.ws}/ws/device/?token={token_for(device)}"
+            async with websockets.connect(url, ping_interval=None) as ws:
+                assert presence.is_connected(device.id)
+                started = time.monotonic()
+                with pytest.raises(ConnectionClosed):
+                    while True:  # read (so the socket is alive) but never answer
+                        await asyncio.wait_for(ws.recv(), 10)
+            left = await recv_frame(dash, lambda f: any(_left(e, device.id) for e in f.get("events", [])))
+            return ws.close_code, time.monotonic() - started, [e for e in left["events"] if _left(e, device.id)][0]
 
-    code, after = asyncio.run(scenario())
+    code, after, event = asyncio.run(scenario())
     assert code == 4408 and after < 10
     assert not presence.is_connected(device.id)
+    assert (event["transport"], event["reason"]) == ("websocket", "silent")
+
+
+def _left(event: dict, device_id: str) -> bool:
+    return event["type"] == "device_status" and event["device_id"] == device_id and not event["online"]
 
 
 def test_a_camera_that_answers_pings_stays_connected(private_servers, device, token_for):
