@@ -99,3 +99,48 @@ def test_near_means_one_edit_by_default_and_is_configurable(settings):
     b = ingest(other, "AB12XCY", timedelta(seconds=1))
     c = ingest(other, "XY999ZZ", timedelta(seconds=2))
     assert _passage_of(a).id == _passage_of(b).id != _passage_of(c).id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_extending_one_passage_at_once_both_count():
+    """Both transactions read the passage before either writes: the UPDATE adds, it does not overwrite."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    gate = DeviceFactory()
+    passage_id = _passage_of(ingest(gate, "AB123CD", timedelta(seconds=0), confidence=0.5)).id
+    done = []
+
+    def read(at: int, confidence: float) -> None:
+        try:
+            done.append(ingest(gate, "AB123CD", timedelta(seconds=at), confidence=confidence))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=read, args=(1, 0.9)), threading.Thread(target=read, args=(3, 0.7))]
+    with transaction.atomic():
+        Passage.objects.select_for_update().get(id=passage_id)  # both writers find the passage, then wait here
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+    for t in threads:
+        t.join(10)
+    passage = Passage.objects.get(id=passage_id)
+    assert len(done) == 2 and {_passage_of(m).id for m in done} == {passage_id}
+    assert (passage.read_count, passage.last_at, passage.best_confidence) == (3, T0 + timedelta(seconds=3), 0.9)
+
+
+def test_detections_stored_before_passages_are_backfilled():
+    from django.core.management import call_command
+
+    gate = DeviceFactory()
+    ids = [ingest(gate, plate, timedelta(seconds=s)) for plate, s in [("AB123CD", 0), ("AB123C0", 2), ("ZZ999ZZ", 60)]]
+    Detection.objects.update(passage=None, search_text="")  # as rows from before migration 0002 look
+    Passage.objects.all().delete()
+    call_command("backfill_detections", batch=2)
+    rows = {str(d.message_id): d for d in Detection.objects.all()}
+    assert rows[ids[0]].passage_id == rows[ids[1]].passage_id != rows[ids[2]].passage_id
+    assert rows[ids[0]].search_text == "48123C0"
+    assert Passage.objects.get(id=rows[ids[0]].passage_id).read_count == 2
