@@ -4,6 +4,7 @@ import io
 
 import PIL.Image
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from conftest import CameraClient
@@ -66,7 +67,7 @@ def test_images_are_refused_to_anonymous_users(camera, media):
         api = Client().get(path)
         assert (api.status_code, api.json()["error"]) == (401, "unauthenticated")
         browser = Client().get(path, HTTP_ACCEPT="text/html")
-        assert browser.status_code == 302 and browser["Location"].startswith("/admin/login/")
+        assert browser.status_code == 302 and browser["Location"].startswith(settings.LOGIN_URL)
 
 
 @pytest.mark.parametrize(("data", "status", "code"), [
