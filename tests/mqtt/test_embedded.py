@@ -47,3 +47,19 @@ def test_embedded_broker_confines_a_device_to_its_own_topics(embedded, make_devi
     finally:
         camera.close()
         watcher.close()
+
+
+def test_embedded_broker_keeps_messages_for_the_bridge_while_it_is_away(embedded, make_device, tmp_path):
+    device = make_device(rate_limit_per_s=1e6)
+    bridge = BridgeProcess(tmp_path, embedded.url, "embedded-away").wait_subscribed()
+    bridge.kill()
+    camera = Camera(device.id, embedded.port, device.issued.key).connect()
+    sent = [envelope(device.id, protocol="mqtt") for _ in range(50)]
+    for env in sent:
+        camera.publish(env).wait_for_publish(5)
+    BridgeProcess(tmp_path, embedded.url, "embedded-away").wait_subscribed()
+
+    for env in sent:
+        assert camera.wait_ack(env["message_id"])["status"] == "accepted"
+    assert Message.objects.filter(device=device).count() == 50
+    camera.close()

@@ -195,3 +195,20 @@ def test_two_bridges_on_a_shared_subscription_split_the_stream(fast_devices, mos
     settled = [int(re.search(r"after settling (\d+) message", b.log()).group(1)) for b in bridges]
     assert sum(settled) == 1000  # each message went to one bridge: without sharing, each would see all 1000
     assert min(settled) > 0
+
+
+def test_sigterm_finishes_the_batch_in_flight_before_the_bridge_exits(device, mosquitto, tmp_path):
+    broker = mosquitto()
+    # A batch that waits 3 s to fill: SIGTERM arrives while these messages are in it, unstored.
+    bridge = BridgeProcess(tmp_path, broker.url, "sigterm", "--batch-ms", "3000").wait_subscribed()
+    camera = Camera(device.id, broker.port).connect()
+    sent = [envelope(device.id, protocol="mqtt") for _ in range(10)]
+    for env in sent:
+        camera.publish(env).wait_for_publish(5)
+    time.sleep(0.5)
+    assert Message.objects.filter(device=device).count() == 0
+
+    assert bridge.terminate() == 0
+    assert Message.objects.filter(device=device).count() == 10
+    assert all(camera.wait_ack(env["message_id"], 5)["status"] == "accepted" for env in sent)
+    camera.close()

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
 KEEPALIVE_S = 30
+STOP_FLUSH_S = 5.0
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
@@ -181,11 +182,7 @@ class Connection:
                 if self.connected.is_set():
                     delay = RECONNECT_MIN_S
             else:
-                self._drain_outbox()
-                self._client.disconnect()
-                deadline = time.monotonic() + 2.0
-                while self._client.want_write() and time.monotonic() < deadline:
-                    self._client.loop_write()
+                self._flush_and_disconnect()
                 return
             self.connected.clear()
             self._stopping.wait(delay)
@@ -201,6 +198,20 @@ class Connection:
             # Without it Mosquitto sends a v5 client at most max_inflight_messages (20) unacked messages.
             props.ReceiveMaximum = self.session.receive_maximum
         return {"clean_start": not self.session.persistent, "properties": props}
+
+    def _flush_and_disconnect(self, timeout: float = STOP_FLUSH_S) -> None:
+        """Send the outbox, broker acks first, and wait for the broker to acknowledge the last publish before
+        closing: closing a socket with unread input resets it, and the broker then loses what it had not read."""
+        items = list(self._outbox)
+        self._outbox.clear()
+        self._outbox.extend([i for i in items if i[0] == "ack"] + [i for i in items if i[0] == "publish"])
+        last = next((i[5] for i in reversed(items) if i[0] == "publish" and i[3] > 0), None)
+        self._drain_outbox()
+        deadline = time.monotonic() + timeout
+        while last is not None and not last.info.is_published() and time.monotonic() < deadline:
+            if self._client.loop(0.01) != mqtt.MQTT_ERR_SUCCESS:
+                break
+        self._client.disconnect()
 
     def _drain_outbox(self) -> None:
         client = self._client
