@@ -158,7 +158,7 @@ class Bridge:
                 except StatusError as exc:
                     refusal = Refusal("invalid", str(exc))
             if refusal is not None:
-                self._refuse(r, device, refusal)
+                self._refuse(r, device, refusal, answer=t is not None and t.kind == "up")
                 settled.append(r)
             else:
                 ups.append((r, pipeline.Inbound(r.payload, device, VIA, t.data_type)))
@@ -197,10 +197,11 @@ class Bridge:
         settled.extend(messages)
         return []
 
-    def _refuse(self, r: Received, device: Device | None, refusal: Refusal) -> None:
+    def _refuse(self, r: Received, device: Device | None, refusal: Refusal, answer: bool = True) -> None:
+        """Record why a message was refused and, for an envelope from a known device, answer `rejected`."""
         log.info("refused MQTT message on %s: %s", r.topic, refusal.detail)
         pipeline.record_refusal(VIA, refusal.code, f"{refusal.detail} (topic {r.topic})", r.payload, device)
-        if device is not None:
+        if device is not None and answer:
             ack = pipeline.Ack(message_id_of(r.payload), pipeline.REJECTED, refusal.code, refusal.detail)
             self.connection.publish(topics.down(device.id, "ack"), encode_json(ack.as_dict()))
 
