@@ -83,12 +83,24 @@ def _record(device: Device, presence: Presence, now: datetime) -> PresenceChange
 
 
 def _after_change(change: PresenceChange) -> None:
-    if not change.online:
-        return
-    device = Device.objects.get(pk=change.device_id)
-    commands.deliver_pending(device)
+    if change.online:
+        device_connected(change.device_id)
+
+
+def device_connected(device_id: str) -> int:
+    """A camera connected (any transport): its waiting commands, and its configuration on drift, go out now.
+
+    The watch loop calls it on each offline → online change; a transport may call it too on connect (from
+    synchronous code, never on its event loop: pushes wait for the broker or the channel layer). Returns
+    how many commands went out.
+    """
+    device = Device.objects.filter(pk=device_id).first()
+    if device is None:
+        return 0
+    sent = commands.deliver_pending(device)
     if configuration.drift(device).differs:
         configuration.push(device)
+    return sent
 
 
 def history(device: Device, limit: int = 50) -> list[PresenceChange]:

@@ -1,5 +1,8 @@
 """Commands reach the camera over its best live channel, with every state move recorded in order."""
 
+import asyncio
+import queue
+import threading
 import time
 from datetime import timedelta
 
@@ -153,3 +156,78 @@ def test_bad_commands_and_answers_are_refused_and_change_nothing(make_device):
     assert refused[command.id].code == "invalid"  # not a state a camera can report
     assert _state(command) == "queued"
     assert Command.objects.filter(device=device).count() == 0
+
+
+class SioCamera:
+    """python-socketio's asyncio client on a loop of its own, so the test itself stays synchronous."""
+
+    def __init__(self, server, device):
+        import socketio
+
+        from transport import auth
+
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.events: queue.Queue = queue.Queue()
+        self.client = socketio.AsyncClient(reconnection=False)
+        for event in ("command", "config", "protocol"):
+            self.client.on(event, lambda data, event=event: self.events.put((event, data)), namespace="/device")
+        self._run(self.client.connect(server.http, namespaces=["/device"], auth={"token": auth.issue_token(device)[0]},
+                                      transports=["websocket"]))  # fmt: skip
+
+    def _run(self, coro, timeout: float = 10):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, body: dict) -> dict:
+        return self._run(self.client.call("envelope", body, namespace="/device", timeout=10))
+
+    def receive(self, timeout: float = 10) -> tuple[str, dict]:
+        return self.events.get(timeout=timeout)
+
+    def close(self) -> None:
+        self._run(self.client.disconnect())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture
+def sio_camera(server):
+    opened = []
+
+    def connect(device) -> SioCamera:
+        opened.append(SioCamera(server, device))
+        wait_until(lambda: channels.live_transports(device.id), 10, what="the Socket.IO connection in presence")
+        return opened[-1]
+
+    yield connect
+    for client in opened:
+        client.close()
+
+
+def test_command_and_configuration_go_over_socketio(make_device, sio_camera, downlink_to):
+    from devices import configuration
+    from tests.factories import envelope
+
+    device = make_device()
+    client = sio_camera(device)
+    command = commands.send(device.id, "capture")
+    event, body = client.receive(timeout=10)
+    assert (event, body["command"]["id"]) == ("command", str(command.id))
+    answer = envelope(device.id, "control", {"command_id": str(command.id), "status": "done"}, protocol="socketio")
+    assert client.call(answer)["status"] == "accepted"
+    assert transitions(command) == [("queued", ""), ("sent", "socketio"), ("done", "socketio")]
+    configuration.set_desired(device, {"fps": 4})
+    event, body = client.receive(timeout=10)
+    assert (event, body["version"], body["values"]) == ("config", 1, {"fps": 4})
+
+
+def test_the_connect_hook_sends_waiting_commands_and_a_drifted_configuration(make_device, ws_cameras, downlink_to):
+    from devices import configuration, online
+
+    device = make_device()
+    command = commands.send(device.id, "capture")
+    configuration.set_desired(device, {"fps": 6})
+    cam = ws_cameras(device)
+    assert online.device_connected(device.id) == 1
+    assert cam.wait_frame("command")["command"]["id"] == str(command.id)
+    assert cam.wait_frame("config")["values"] == {"fps": 6}
+    assert transitions(command) == [("queued", ""), ("sent", "websocket")]
