@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -21,7 +20,7 @@ operator_api.register("commands", CommandViewSet, basename="command")
 operator_api.register("health", HealthViewSet, basename="health")
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("", include("lpr_server.dashboard.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("transport.rest.urls")),
     path("api/v1/stats/protocols/", ProtocolStats.as_view(), name="stats-protocols"),
