@@ -7,7 +7,7 @@ watchlists and alerts and acknowledges alerts. Statistics read rollups only.
 from __future__ import annotations
 
 from django.http import StreamingHttpResponse
-from rest_framework import decorators, permissions, serializers, status, viewsets
+from rest_framework import decorators, parsers, permissions, serializers, status, viewsets
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
@@ -19,6 +19,13 @@ class StaffWrites(permissions.IsAuthenticated):
     def has_permission(self, request, view) -> bool:
         ok = super().has_permission(request, view)
         return ok and (request.method in permissions.SAFE_METHODS or request.user.is_staff)
+
+
+class CSVParser(parsers.BaseParser):
+    media_type = "text/csv"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
+        return stream.read() if stream is not None else b""
 
 
 class EntrySerializer(serializers.ModelSerializer):
@@ -62,12 +69,14 @@ class WatchlistViewSet(viewsets.ModelViewSet):
         page = self.paginate_queryset(watchlist.entries.order_by("id"))
         return self.get_paginated_response(EntrySerializer(page, many=True).data)
 
-    @decorators.action(detail=True, methods=["post"], url_path="import")
+    @decorators.action(detail=True, methods=["post"], url_path="import",
+                       parser_classes=[CSVParser, parsers.MultiPartParser])  # fmt: skip
     def import_csv(self, request, pk=None):
         """Body: the CSV (text/csv), or a multipart `file`. `?replace=true` replaces the list's entries."""
         watchlist = self.get_object()
-        upload = request.FILES.get("file")
-        raw = upload.read() if upload else request.body
+        data = request.data
+        upload = None if isinstance(data, bytes) else data.get("file")
+        raw = data if isinstance(data, bytes) else upload.read() if upload else b""
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:

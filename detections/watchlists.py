@@ -8,9 +8,11 @@ the normalised plate) with a match mode:
   detections.plates.max_fuzzy_distance allows for the entry's length.
 An entry may be limited to one device or one site and to a time window.
 
-The index keeps lenient entries under their deletion neighbourhood
-(detections.passages.deletions), so a read is compared with the few entries
-that can be within reach, not with all 100,000.
+The index keeps a lenient entry of k allowed edits (k > 0) under its k+2
+pieces. Each edit touches at most one piece, so a read within k edits holds
+at least two of them intact, each shifted by at most k: only entries sharing
+two pieces with a read are compared with it by edit distance, not all
+100,000, and memory stays at k+2 keys per entry.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from django.utils.dateparse import parse_datetime
 from devices.models import Device
 
 from .alert_models import Watchlist, WatchlistEntry
-from .passages import deletions
 from .plates import MAX_DISTANCE, fold, max_fuzzy_distance, near, normalize
 
 CSV_FIELDS = ["value", "kind", "match", "device", "site", "active_from", "active_until", "priority", "note"]
@@ -210,7 +211,8 @@ class Index:
     def __init__(self, rules: Iterable[Rule]):
         self.size = 0
         self.exact: dict[str, list[Rule]] = {}
-        self.lenient: dict[str, list[Rule]] = {}
+        self.lenient: dict[str, list[int]] = {}  # piece key -> entry ids
+        self.rules: dict[int, Rule] = {}  # lenient entries by id
         self.patterns: list[Rule] = []
         for rule in rules:
             self.size += 1
@@ -219,8 +221,10 @@ class Index:
             elif rule.match == "exact":
                 self.exact.setdefault(rule.value, []).append(rule)
             else:
-                for key in deletions(rule.folded, rule.limit):
-                    self.lenient.setdefault(key, []).append(rule)
+                self.rules[rule.entry_id] = rule
+                for i, (start, length) in enumerate(pieces(len(rule.folded))):
+                    key = _piece_key(len(rule.folded), i, rule.folded[start : start + length])
+                    self.lenient.setdefault(key, []).append(rule.entry_id)
 
     def hits(self, read: Read) -> list[tuple[Rule, str]]:
         """(rule, the read text it matched) for every rule that applies to this read."""
@@ -230,15 +234,48 @@ class Index:
             found[rule.entry_id] = (rule, read.plate)
         for text in texts:
             folded = fold(text)
-            for key in deletions(folded, MAX_DISTANCE):
-                for rule in self.lenient.get(key, ()):
-                    if rule.entry_id not in found and near(folded, rule.folded, rule.limit):
-                        found[rule.entry_id] = (rule, text)
+            for rule in self._lenient_candidates(folded):
+                if rule.entry_id not in found and near(folded, rule.folded, rule.limit):
+                    found[rule.entry_id] = (rule, text)
         for rule in self.patterns:
             for text in texts if rule.match == "lenient" else texts[:1]:
                 if rule.entry_id not in found and rule.regex.fullmatch(text):
                     found[rule.entry_id] = (rule, text)
         return [hit for hit in found.values() if hit[0].applies(read.device_id, read.site, read.captured_at)]
+
+
+    def _lenient_candidates(self, folded: str) -> list[Rule]:
+        """Entries with enough pieces found in `folded` near their place: a superset of those within reach."""
+        n, found = len(folded), set()
+        for length in range(max(1, n - MAX_DISTANCE), n + MAX_DISTANCE + 1):
+            k = max_fuzzy_distance("x" * length)
+            if abs(length - n) > k:
+                continue
+            per_piece = []
+            for i, (start, size) in enumerate(pieces(length)):
+                ids: set[int] = set()
+                for at in range(max(0, start - k), min(n - size, start + k) + 1):
+                    ids.update(self.lenient.get(_piece_key(length, i, folded[at : at + size]), ()))
+                per_piece.append(ids)
+            if k == 0:
+                found |= per_piece[0]
+            else:  # in at least two pieces' sets (set operations run in C, unlike a per-entry count)
+                for a in range(len(per_piece)):
+                    for b in range(a + 1, len(per_piece)):
+                        found |= per_piece[a] & per_piece[b]
+        return [self.rules[i] for i in found]
+
+
+def pieces(length: int) -> list[tuple[int, int]]:
+    """(start, length) of the pieces an entry of this length is indexed under: k+2 for k allowed edits, 1 for none."""
+    k = max_fuzzy_distance("x" * length)
+    count = k + 2 if k else 1
+    bounds = [round(i * length / count) for i in range(count + 1)]
+    return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(count)]
+
+
+def _piece_key(length: int, index: int, text: str) -> str:
+    return f"{length}:{index}:{text}"
 
 
 _cached: tuple[tuple, Index] | None = None

@@ -120,3 +120,30 @@ def test_acknowledgement_records_who_and_when_once(make_device, django_user_mode
     assert acked.acknowledged_by == user and acked.acknowledged_at is not None and acked.ack_comment == "on it"
     with pytest.raises(alerts.AlreadyAcknowledged):
         alerts.acknowledge(alert.id, user)
+
+
+def test_the_lenient_index_finds_exactly_what_comparing_with_every_entry_finds():
+    import random
+    import string
+
+    from detections.plates import distance, fold, max_fuzzy_distance
+
+    rng = random.Random(11)
+    alphabet = string.ascii_uppercase + string.digits
+    words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))) for _ in range(600)]
+    rules = [watchlists.Rule(i, 1, "plate", "lenient", w, fold(w), max_fuzzy_distance(fold(w)), None, None, "", None,
+                             None, 1, "") for i, w in enumerate(words)]  # fmt: skip
+    index = watchlists.Index(rules)
+    at = datetime.now(timezone.utc)
+    for _ in range(1500):
+        read = list(rng.choice(words))
+        for _ in range(rng.randint(0, 3)):  # substitutions, insertions, deletions
+            op, pos = rng.choice("sid"), rng.randrange(len(read) + 1)
+            if op == "i":
+                read.insert(pos, rng.choice(alphabet))
+            elif len(read) > 1:
+                read[min(pos, len(read) - 1) : min(pos, len(read) - 1) + (op == "d")] = [rng.choice(alphabet)] * (op == "s")
+        text = "".join(read)
+        found = {rule.entry_id for rule, _ in index.hits(watchlists.Read("cam", "", at, text, []))}
+        expected = {r.entry_id for r in rules if distance(fold(text), r.folded, r.limit) <= r.limit}
+        assert found == expected, text
