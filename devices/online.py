@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import channels, commands, configuration
-from .models import Device, PresenceChange
+from .models import Command, Device, PresenceChange
 
 log = logging.getLogger(__name__)
 
@@ -55,36 +55,54 @@ def presence_of(device: Device, live: list[str], now: datetime) -> Presence:
 
 
 def evaluate(now: datetime | None = None) -> list[PresenceChange]:
-    """Compare every active device's presence with the stored one; store, broadcast and act on each change."""
+    """Compare every active device's presence with the stored one; store, broadcast and act on each change.
+
+    Changes are written in bulk, so a whole fleet reconnecting after a restart is a few queries, not a few per device.
+    """
     now = now or timezone.now()
-    changes = []
+    changed: list[tuple[Device, Presence]] = []
     for device in Device.objects.filter(active=True).only(
         "id", "online", "last_seen_at", "last_transport", "mqtt_status", "mqtt_status_at"
     ):
         presence = presence_of(device, channels.live_transports(device.id), now)
         if presence.online != device.online:
-            changes.append(_record(device, presence, now))
-    for change in changes:
-        _after_change(change)
+            changed.append((device, presence))
+    if not changed:
+        return []
+    changes = _record(changed, now)
+    _catch_up([d.id for d, p in changed if p.online])
     return changes
 
 
-def _record(device: Device, presence: Presence, now: datetime) -> PresenceChange:
+def _record(changed: list[tuple[Device, Presence]], now: datetime) -> list[PresenceChange]:
     with transaction.atomic():
-        Device.objects.filter(pk=device.pk).update(online=presence.online, presence_changed_at=now)
-        change = PresenceChange.objects.create(
-            device=device, online=presence.online, at=now, transport=presence.transport or "", reason=presence.reason[:200]
+        for state in (True, False):
+            ids = [d.id for d, p in changed if p.online is state]
+            Device.objects.filter(id__in=ids).update(online=state, presence_changed_at=now)
+        changes = PresenceChange.objects.bulk_create(
+            PresenceChange(device=d, online=p.online, at=now, transport=p.transport or "", reason=p.reason[:200])
+            for d, p in changed
         )
-        channels.announce("device_status", device.id, presence.online, presence.transport or "", presence.reason)
-        if not presence.online:
-            channels.announce("alert", device.id, kind="device_offline", reason=presence.reason, at=now.isoformat())
-    log.info("%s is %s: %s", device.id, "online" if presence.online else "offline", presence.reason)
-    return change
+        for device, p in changed:
+            channels.announce("device_status", device.id, p.online, p.transport or "", p.reason)
+            if not p.online:
+                channels.announce("alert", device.id, kind="device_offline", reason=p.reason, at=now.isoformat())
+    log.info("%d device(s) online, %d offline", sum(p.online for _, p in changed), sum(not p.online for _, p in changed))
+    return changes
 
 
-def _after_change(change: PresenceChange) -> None:
-    if change.online:
-        device_connected(change.device_id)
+def _catch_up(device_ids: list[str]) -> None:
+    """Devices back online: send what waits for them (only those with open commands or drift cost more queries)."""
+    if not device_ids:
+        return
+    devices = list(Device.objects.filter(id__in=device_ids))
+    waiting = set(
+        Command.objects.filter(device__in=devices, state__in=commands.OPEN, expires_at__gt=timezone.now())
+        .values_list("device_id", flat=True).distinct()
+    )  # fmt: skip
+    drifted = {i for i, d in configuration.drift_for(devices).items() if d.differs}
+    for device_id in sorted(waiting | drifted):
+        device_connected(device_id)
 
 
 def device_connected(device_id: str) -> int:
