@@ -127,10 +127,21 @@ def deliver(command: Command) -> str | None:
     return transport
 
 
-def pending_for(device: Device, now: datetime | None = None) -> list[Command]:
-    """Commands the camera has not yet confirmed receiving and that have not expired."""
+def pending_for(device: Device, now: datetime | None = None, resend_all: bool = False) -> list[Command]:
+    """Commands to hand the camera: queued ones, and sent ones it has not confirmed within COMMAND_ACK_TIMEOUT_S.
+
+    `resend_all` also includes sent ones just sent (the camera has just come back). Expired ones never.
+    A camera long-polling is thus not answered at once, again and again, with a command it is still working on.
+    """
     now = now or timezone.now()
-    return list(Command.objects.filter(device=device, state__in=OPEN, expires_at__gt=now).order_by("created_at"))
+    due = Q(state__in=OPEN) if resend_all else _due(now)
+    return list(Command.objects.filter(due, device=device, expires_at__gt=now).order_by("created_at"))
+
+
+def _due(now: datetime) -> Q:
+    """Queued, or sent and unanswered for COMMAND_ACK_TIMEOUT_S."""
+    resend_before = now - timedelta(seconds=settings.COMMAND_ACK_TIMEOUT_S)
+    return Q(state=State.QUEUED) | Q(state=State.SENT) & (Q(last_sent_at__lte=resend_before) | Q(last_sent_at=None))
 
 
 @transaction.atomic
@@ -208,7 +219,7 @@ def expire_due(ids: Iterable[UUID] | None = None, now: datetime | None = None) -
 
 def deliver_pending(device: Device) -> int:
     """Push every open command of a device (it has just come back); returns how many went out."""
-    return sum(deliver(c) is not None for c in pending_for(device))
+    return sum(deliver(c) is not None for c in pending_for(device, resend_all=True))
 
 
 def sweep(now: datetime | None = None) -> dict[str, int]:
@@ -218,10 +229,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     """
     now = now or timezone.now()
     expired = expire_due(now=now)
-    resend_before = now - timedelta(seconds=settings.COMMAND_ACK_TIMEOUT_S)
-    due = Command.objects.filter(expires_at__gt=now).filter(
-        Q(state=State.QUEUED) | Q(state=State.SENT) & (Q(last_sent_at__lte=resend_before) | Q(last_sent_at=None))
-    )
+    due = Command.objects.filter(_due(now), expires_at__gt=now)
     device_ids = list(due.order_by().values_list("device_id", flat=True).distinct()[: settings.COMMAND_SWEEP_BATCH])
     sent = 0
     for device in Device.objects.filter(id__in=device_ids):

@@ -231,3 +231,15 @@ def test_the_connect_hook_sends_waiting_commands_and_a_drifted_configuration(mak
     assert cam.wait_frame("command")["command"]["id"] == str(command.id)
     assert cam.wait_frame("config")["values"] == {"fps": 6}
     assert transitions(command) == [("queued", ""), ("sent", "websocket")]
+
+
+def test_the_rest_poll_repeats_an_unanswered_command_only_after_the_ack_timeout(make_device, settings):
+    settings.COMMAND_ACK_TIMEOUT_S = 0.5
+    device = make_device()
+    command = commands.issue(device, "capture")
+    rest = CameraClient(device)
+    assert [c["id"] for c in rest.get("/api/v1/device/commands/", wait=0).json()["commands"]] == [str(command.id)]
+    assert rest.get("/api/v1/device/commands/", wait=0).json()["commands"] == []  # still being worked on
+    time.sleep(0.6)
+    assert [c["id"] for c in rest.get("/api/v1/device/commands/", wait=0).json()["commands"]] == [str(command.id)]
+    assert [t.detail for t in command.transitions.order_by("at", "id")] == ["", "", "re-sent"]
