@@ -20,6 +20,7 @@ from . import fleet
 FEED_ROWS = 20
 OPEN_ALERT_ROWS = 20
 MONITOR_WINDOW = timedelta(hours=1)
+MONITOR_WINDOW_LABEL = "hour"  # the charts then refresh from /api/v1/stats/protocols/?window=1h
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Overview:
     counts: dict[str, int]
     devices: list[fleet.DeviceRow]
     protocols: dict[str, dict]
-    monitor_window_s: int
+    monitor_window_label: str
     open_alerts: list[Alert]
     open_alert_count: int
 
@@ -37,7 +38,7 @@ def overview() -> Overview:
     return Overview(
         feed=recent_reads(FEED_ROWS), counts=fleet.fleet_counts(), devices=fleet.device_rows(),
         protocols={via: asdict(f) for via, f in sorted(monitor.by_protocol(MONITOR_WINDOW).items())},
-        monitor_window_s=int(MONITOR_WINDOW.total_seconds()),
+        monitor_window_label=MONITOR_WINDOW_LABEL,
         open_alerts=open_alerts(OPEN_ALERT_ROWS), open_alert_count=Alert.objects.filter(acknowledged_at=None).count(),
     )  # fmt: skip
 

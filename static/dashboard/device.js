@@ -16,7 +16,7 @@ const series = [
   healthChart("chart-cpu", "CPU %", "#4da3ff", "cpu_percent"),
   healthChart("chart-temp", "°C", "#e5484d", "temperature_c"),
   healthChart("chart-latency", "ms", "#f0a830", "latency_ms"),
-  healthChart("chart-loss", "%", "#a78bfa", "packet_loss"),
+  healthChart("chart-loss", "%", "#a78bfa", "packet_loss", (v) => v * 100),  // reported as a fraction
 ];
 
 function addHealth(point) {
@@ -51,8 +51,10 @@ function commandState(e) {
   state.textContent = e.state;
   state.className = `cmd-state cmd-${e.state}`;
   const history = row.querySelector("[data-command-history]");
-  const step = `${e.state}${e.transport ? ` (${e.transport})` : ""} ${clock(e.at || new Date().toISOString())}`;
-  history.textContent = history.textContent.trim() ? `${history.textContent.trim()} → ${step}` : step;
+  const steps = history.textContent.trim() ? history.textContent.trim().split(" → ") : [];
+  if (steps.length && steps[steps.length - 1].startsWith(`${e.state} `)) return;  // the answer and the state change both say so
+  steps.push(`${e.state}${e.transport ? ` (${e.transport})` : ""} ${clock(e.at || new Date().toISOString())}`);
+  history.textContent = steps.join(" → ");
 }
 
 onEvent((e) => {
