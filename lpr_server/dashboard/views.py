@@ -7,12 +7,13 @@ import json
 from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from detections import export
+from detections.alert_models import Alert
 from detections.search import InvalidSearch
 from devices import commands
 from devices.models import Device
@@ -78,7 +79,10 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
 @operator_required
 @require_POST
 def acknowledge_alert(request: HttpRequest, alert_id: int) -> HttpResponse:
-    alert, done = alerting.acknowledge(alert_id, request.user, request.POST.get("comment", ""))
+    try:
+        alert, done = alerting.acknowledge(alert_id, request.user, request.POST.get("comment", ""))
+    except Alert.DoesNotExist:
+        raise Http404(f"No alert {alert_id}.") from None
     by = alert.acknowledged_by.get_username() if alert.acknowledged_by else ""
     if "application/json" in request.headers.get("Accept", ""):
         return JsonResponse({"id": alert.id, "acknowledged": done, "acknowledged_by": by,

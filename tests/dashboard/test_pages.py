@@ -90,6 +90,7 @@ def test_acknowledge_without_javascript_redirects_back_and_records_who(operator_
     assert alert.acknowledged_at is not None and alert.acknowledged_by.groups.filter(name=OPERATORS).exists()
     again = operator_client.post(reverse("dashboard:alert-ack", args=[alert.id]), HTTP_ACCEPT="application/json")
     assert again.json()["acknowledged"] is False
+    assert operator_client.post(reverse("dashboard:alert-ack", args=[alert.id + 1000])).status_code == 404
 
 
 def test_csv_export_streams_the_searched_reads(operator_client, device):
