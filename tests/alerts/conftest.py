@@ -27,7 +27,7 @@ from tests.realtime.conftest import free_port, tests_database_url, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_ENV = {"ALERT_WEBHOOK_TIMEOUT_S": "1", "ALERT_WEBHOOK_BACKOFF_S": "0.5", "ALERT_WEBHOOK_MAX_ATTEMPTS": "3",
-              "ALERT_WEBHOOK_DISABLE_AFTER": "2"}  # fmt: skip
+              "ALERT_WEBHOOK_DISABLE_AFTER": "2", "ADMINS": "ops@example.org"}  # fmt: skip
 
 
 @dataclass

@@ -171,6 +171,9 @@ def test_a_receiver_that_keeps_failing_is_disabled(worker, server, receiver, mak
     assert failing.failed_deliveries == 2 and "deliveries in a row failed" in failing.disabled_reason
     assert sorted(Delivery.objects.filter(webhook=failing).values_list("state", "attempts")) == [("failed", 3)] * 2
     assert len(receiver.attempts) == 6 and receiver.received == []
+    told = wait_until(lambda: [p.read_text() for p in worker.mailbox.glob("*")
+                               if "LPR webhook disabled" in p.read_text()], 10, what="mail to the administrators")  # fmt: skip
+    assert "ops@example.org" in told[0] and receiver.url in told[0]
 
 
 def test_a_hanging_webhook_holds_up_neither_another_webhook_nor_the_dashboard(worker, server, receivers, make_device):

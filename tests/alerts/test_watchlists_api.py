@@ -124,3 +124,40 @@ def test_traffic_statistics_read_rollups(operator, device):
     assert [(r["protocol"], r["detections"], r["unique_plates"], r["latency_p95_ms"]) for r in rows] == [
         ("mqtt", 42, 40, 80.0)]  # fmt: skip
     assert operator.get("/api/v1/stats/traffic/", {"period": "week"}).status_code == 400
+
+
+def test_staff_re_enabling_a_disabled_webhook_starts_it_afresh(staff):
+    from detections.alert_models import Webhook
+
+    hook = Webhook.objects.create(name="h", url="http://127.0.0.1:9/x", secret="s", active=False, failed_deliveries=5,
+                                  disabled_reason="5 deliveries in a row failed")  # fmt: skip
+    response = staff.patch(f"/api/v1/webhooks/{hook.id}/", {"active": True}, format="json")
+    assert response.status_code == 200
+    hook.refresh_from_db()
+    assert (hook.active, hook.failed_deliveries, hook.disabled_reason) == (True, 0, "")
+
+
+@pytest.mark.parametrize("model", ["watchlist", "watchlistentry", "alert", "webhook", "delivery", "rollup"])
+def test_admin_pages_render(client, model, device):
+    from detections import alerts
+
+    make_watchlist([{"value": "ADM001"}])
+    env = detection(device.id, "ADM001")
+    ingest(env, device, "rest")
+    alerts.match([env["message_id"]])
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    assert client.get(f"/admin/detections/{model}/").status_code == 200
+    assert client.get(f"/admin/detections/{model}/add/").status_code == 200
+
+
+def test_admin_imports_a_csv_and_reports_bad_lines(client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    watchlist = Watchlist.objects.create(name="adm")
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    assert client.get(f"/admin/detections/watchlist/{watchlist.id}/import/").status_code == 200
+    upload = SimpleUploadedFile("list.csv", b"plate,match\nAB1,exact\nCD2,bogus\n", content_type="text/csv")
+    response = client.post(f"/admin/detections/watchlist/{watchlist.id}/import/", {"file": upload}, follow=True)
+    text = response.content.decode()
+    assert "1 entries imported, 1 rows refused" in text and "line 3: match" in text.lower()
+    assert list(watchlist.entries.values_list("value", flat=True)) == ["AB1"]
