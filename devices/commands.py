@@ -14,7 +14,6 @@ TTL. Until it is answered, a command is also handed out on each REST poll.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,8 +27,6 @@ from django.utils import timezone
 
 from . import channels
 from .models import Command, CommandTransition, Device
-
-log = logging.getLogger(__name__)
 
 State = Command.State
 RANK = {State.QUEUED: 0, State.SENT: 1, State.RECEIVED: 2, State.DONE: 3, State.FAILED: 3, State.EXPIRED: 3}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.apps import apps
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
@@ -130,7 +131,10 @@ def refresh(device_ids: set[str], now: datetime | None = None) -> list[str]:
 
 
 def record_reported_switches(device_id: str, reports: Any) -> int:
-    """Store switches a camera reported in a health payload (`protocol_switches`); repeats are ignored."""
+    """Store switches a camera reported in a health payload (`protocol_switches`); repeats are ignored.
+
+    Returns how many well-formed reports were offered (repeats included).
+    """
     rows = []
     for r in reports if isinstance(reports, list) else []:
         at = parse_datetime(str(r.get("at", ""))) if isinstance(r, dict) else None
@@ -152,10 +156,8 @@ def observe_transports(since: datetime, until: datetime) -> list[ProtocolSwitch]
     One aggregate query over the ledger for the window; the device's own reason is used when it reported
     the same switch (within a minute).
     """
-    from transport.models import Message  # the ledger is the pipeline's; reading it is how we observe
-
     spans = (
-        Message.objects.filter(received_at__gt=since, received_at__lte=until)
+        apps.get_model("transport", "Message").objects.filter(received_at__gt=since, received_at__lte=until)
         .values("device_id", "received_via")
         .annotate(first=Min("received_at"), last=Max("received_at"))
     )

@@ -9,7 +9,6 @@ idempotent, so two watchers, or a restart, do no harm.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,8 +17,6 @@ from django.utils import timezone
 
 from . import commands, connectivity, online
 from .models import Device, HealthLog
-
-log = logging.getLogger(__name__)
 
 # Rows are stamped with their batch's start, and committed a little later: look back this far each pass.
 LOOKBACK_S = 5.0
