@@ -64,7 +64,8 @@ ensure_services() {
     pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || die "PostgreSQL $version did not start"
     wait_for PostgreSQL 127.0.0.1 5432
   fi
-  if ! psql -q "postgres://postgres:postgres@127.0.0.1:5432/postgres" -c 'select 1' >/dev/null 2>&1; then
+  if command -v psql >/dev/null &&
+     ! psql -q "postgres://postgres:postgres@127.0.0.1:5432/postgres" -c 'select 1' >/dev/null 2>&1; then
     step "Giving the postgres role a local password (fresh PostgreSQL install)"
     runuser -u postgres -- psql -q -c "ALTER USER postgres PASSWORD 'postgres'" >&2 \
       || die "cannot reach PostgreSQL as postgres on 127.0.0.1:5432"
