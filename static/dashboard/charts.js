@@ -8,6 +8,7 @@ if (Chart) {
   Chart.defaults.color = "#8b9bb0";
   Chart.defaults.borderColor = "#2a3544";
   Chart.defaults.font.family = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+  Chart.defaults.font.size = Math.round(parseFloat(getComputedStyle(document.documentElement).fontSize) * 0.8);  // grows on wall screens
   Chart.defaults.animation.duration = 300;
   Chart.defaults.maintainAspectRatio = false;
 }
@@ -21,7 +22,7 @@ export function chart(id, config) {
   if (!canvas || !Chart) return null;
   const box = document.createElement("div");  // Chart.js sizes itself to its parent: give it one of its own
   box.style.position = "relative";
-  box.style.height = `${canvas.getAttribute("height") || 200}px`;
+  box.style.height = `${(canvas.getAttribute("height") || 200) / 15}rem`;  // in rem: taller on wall screens
   canvas.replaceWith(box);
   box.append(canvas);
   return new Chart(canvas, config);

@@ -106,3 +106,13 @@ if (video) {
 
   toggle.addEventListener("click", () => (socket ? stop() : start()));
 }
+
+// --- protocol switches arrive live too -------------------------------------------------------------
+const switches = document.getElementById("switches");
+onEvent((e) => {
+  if (e.type !== "protocol_switch" || e.device_id !== deviceId) return;
+  switches.querySelector(".empty")?.remove();
+  switches.prepend(el("li", {}, el("time", { datetime: e.at }, clock(e.at)), " ",
+    el("span", { class: `badge via-${e.from}` }, e.from || "—"), " → ", el("span", { class: `badge via-${e.to}` }, e.to),
+    " ", el("span", { class: "muted small" }, e.reason || "")));
+});

@@ -108,6 +108,11 @@ def test_detection_over_rest_appears_in_the_live_feed_without_reload(page, opera
     assert page.inner_text("#count-offline") == "2" and page.inner_text("#count-alerts") == "1"
     page.wait_for_timeout(600)  # charts finish animating
     screenshot(page, "overview", full_page=False)
+    for name, size in {"laptop": (1280, 800), "wall": (2560, 1440), "narrow": (800, 1000)}.items():
+        page.set_viewport_size({"width": size[0], "height": size[1]})
+        page.wait_for_timeout(400)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # nothing runs off the side
+        screenshot(page, f"overview-{name}", full_page=False)
 
 
 def test_detection_over_mqtt_appears_in_the_live_feed(page, operator, make_device, dash_server, tmp_path):
