@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 
 from . import channels
-from .connectivity import profile_order
+from .connectivity import profile_order, refresh
 from .models import Device, ReportedConfig
 
 
@@ -80,6 +80,7 @@ def push(device: Device) -> str | None:
     via = channels.push(device, "config", body)
     if via != "mqtt":
         channels.publish_retained(device.id, "config", body)
+    refresh({device.id})  # the profile is part of it, and sets where the recommendation starts
     return via
 
 

@@ -106,3 +106,14 @@ def test_switches_reported_by_the_camera_and_seen_by_the_server_are_stored(make_
         ("server", "websocket", "rest", "connection lost"),
     ]
     assert (rows[0].score, rows[0].recommended) == (0.4, "mqtt")
+
+
+def test_changing_the_profile_changes_the_recommendation_at_once(make_device, downlink_to):
+    from devices import configuration
+
+    device = make_device()
+    _health(device, latency_ms=40, packet_loss=0.0, bandwidth_kbps=5000, uptime_percent=100)
+    connectivity.refresh({device.id})
+    assert Device.objects.get(pk=device.pk).recommended_protocol == "websocket"
+    configuration.set_desired(device, {}, profile="suburban")
+    assert Device.objects.get(pk=device.pk).recommended_protocol == "rest"
