@@ -33,7 +33,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, every: float = 0.05, what: str = "condition"):
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, every: float = 0.05, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -129,3 +129,25 @@ def test_socketio_and_websocket_connections_are_both_known_to_presence(servers, 
         return both
 
     assert asyncio.run(scenario()) == {"websocket", "socketio"}
+
+
+def test_a_socketio_camera_joining_watched_is_told_to_start_and_its_frames_reach_the_viewer(
+    servers, device, token_for, operator_cookie
+):
+    received: asyncio.Queue = asyncio.Queue()
+    image = b"\xff\xd8\xff\xe0" + b"socket.io frame" + b"\xff\xd9"
+
+    async def scenario():
+        url = f"{servers.a.ws}/ws/video/{device.id}/"
+        async with websockets.connect(url, additional_headers=operator_headers(servers.a, operator_cookie)) as viewer:
+            await asyncio.to_thread(wait_until, lambda: asyncio.run(presence.viewer_count(device.id)))
+            client = await sio_camera(servers.b, token_for(device), {"video": received.put_nowait})
+            try:
+                start = await asyncio.wait_for(received.get(), 10)
+                await client.emit("frame", image, namespace="/device")
+                return start, await recv_frame(viewer)
+            finally:
+                await client.disconnect()
+
+    start, frame = asyncio.run(scenario())
+    assert start["action"] == "start" and frame == image

@@ -9,6 +9,7 @@ refused for its token gets a `connect_error` whose data is
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
 from transport.ws.batcher import MicroBatcher
 from transport.ws.device import authenticate, token_from_scope
+from transport.ws.periodic import every, stop
 from transport.ws.video import LatestFrame, is_jpeg
 
 from .server import NAMESPACE, room, sio
@@ -34,7 +36,8 @@ class _Connection:
     device: Device
     batcher: MicroBatcher
     relay: LatestFrame
-    video_on: bool = False
+    last_frame_at: float = float("-inf")
+    unmet_since: float | None = None  # since when viewers wait for frames that do not come
     ticker: asyncio.Task | None = field(default=None)
 
 
@@ -56,7 +59,11 @@ class DeviceNamespace(socketio.AsyncNamespace):
         await self.enter_room(sid, room(device_id))
         await presence.connected(device_id, VIA, sid)
         live.device_status(device_id, True, VIA, "connected")
-        conn.ticker = asyncio.get_running_loop().create_task(self._tick(sid, conn))
+        if await presence.viewer_count(device_id) > 0:
+            # Joining watched: told to start once the handshake is through (an emit now would precede it).
+            conn.unmet_since = time.monotonic()
+            asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._video(sid, "start")))
+        conn.ticker = every(settings.REALTIME_PING_INTERVAL_S, lambda: self._tick(sid, conn))
 
     async def on_envelope(self, sid: str, data: Any = None) -> dict:
         conn = self.connections.get(sid)
@@ -72,6 +79,7 @@ class DeviceNamespace(socketio.AsyncNamespace):
         if conn is None:
             return
         if isinstance(data, bytes) and is_jpeg(data):
+            conn.last_frame_at = time.monotonic()
             conn.relay.offer(data)
             return
         detail = "Event 'frame' carries one JPEG image as a binary argument."
@@ -80,21 +88,37 @@ class DeviceNamespace(socketio.AsyncNamespace):
 
     async def _tick(self, sid: str, conn: _Connection) -> None:
         """Keep the presence entry fresh and the camera's stream matching its viewers (silence is Engine.IO's job)."""
-        while True:
-            watched = await presence.viewer_count(conn.device.id) > 0
-            if watched != conn.video_on:
-                conn.video_on = watched
-                frame = live.device_frame("video", live.video_control("start" if watched else "stop"))
-                await self.emit("video", frame, to=sid)
-            await asyncio.sleep(settings.REALTIME_PING_INTERVAL_S)
-            await presence.refreshed(conn.device.id, VIA, sid)
+        await presence.refreshed(conn.device.id, VIA, sid)
+        await self._sync_video(sid, conn)
+
+    async def _sync_video(self, sid: str, conn: _Connection) -> None:
+        """Heal a start or stop push that was lost.
+
+        Pushes reach the camera without passing through this object, so the
+        camera is judged by the frames it sends, and only after it has had
+        two rounds to act on a push.
+        """
+        now, interval = time.monotonic(), settings.REALTIME_PING_INTERVAL_S
+        watched = await presence.viewer_count(conn.device.id) > 0
+        streaming = now - conn.last_frame_at < 2 * interval + 1
+        if streaming and not watched:
+            await self._video(sid, "stop")
+        if not watched or streaming:
+            conn.unmet_since = None
+        elif conn.unmet_since is not None and now - conn.unmet_since > 2 * interval:
+            conn.unmet_since = now
+            await self._video(sid, "start")
+        elif conn.unmet_since is None:
+            conn.unmet_since = now
+
+    async def _video(self, sid: str, action: str) -> None:
+        await self.emit("video", live.device_frame("video", live.video_control(action)), to=sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         conn = self.connections.pop(sid, None)
         if conn is None:
             return
-        if conn.ticker is not None:
-            conn.ticker.cancel()
+        await stop(conn.ticker)
         await presence.disconnected(conn.device.id, VIA, sid)
         live.device_status(conn.device.id, False, VIA, str(reason or "closed"))
         await conn.batcher.drained()

@@ -18,6 +18,7 @@ from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
 
 from .batcher import MicroBatcher
+from .periodic import every, stop
 from .video import LatestFrame, is_jpeg
 
 VIA = "websocket"
@@ -74,7 +75,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         await self.accept()
         live.device_status(result.id, True, VIA, "connected")
         await self._sync_video()
-        self.ticker = asyncio.get_running_loop().create_task(self._tick())
+        self.ticker = every(settings.REALTIME_PING_INTERVAL_S, self._tick)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.device is None:
@@ -112,20 +113,19 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 
     # --- ping, presence, silence ---
 
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(settings.REALTIME_PING_INTERVAL_S)
-            if time.monotonic() - self.last_heard > settings.REALTIME_SILENT_TIMEOUT_S:
-                self.leave_reason = "silent"
-                await presence.disconnected(self.device.id, VIA, self.channel_name)  # gone before the camera hears it
-                await self.close(CLOSE_SILENT)
-                return
-            sent_at = timezone.now().isoformat()
-            self.pings = {k: v for k, v in self.pings.items() if time.monotonic() - v < 300}
-            self.pings[sent_at] = time.monotonic()
-            await self.send_frame({"type": "ping", "sent_at": sent_at})
-            await presence.refreshed(self.device.id, VIA, self.channel_name)
-            await self._sync_video()
+    async def _tick(self) -> bool:
+        if time.monotonic() - self.last_heard > settings.REALTIME_SILENT_TIMEOUT_S:
+            self.leave_reason = "silent"
+            await presence.disconnected(self.device.id, VIA, self.channel_name)  # gone before the camera hears it
+            await self.close(CLOSE_SILENT)
+            return False
+        sent_at = timezone.now().isoformat()
+        self.pings = {k: v for k, v in self.pings.items() if time.monotonic() - v < 300}
+        self.pings[sent_at] = time.monotonic()
+        await self.send_frame({"type": "ping", "sent_at": sent_at})
+        await presence.refreshed(self.device.id, VIA, self.channel_name)
+        await self._sync_video()
+        return True
 
     async def _pong(self, text: str) -> bool:
         try:
@@ -150,7 +150,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.device is None:
             return
-        self.ticker.cancel()
+        await stop(getattr(self, "ticker", None))
         await self.channel_layer.group_discard(live.device_group(self.device.id), self.channel_name)
         await presence.disconnected(self.device.id, VIA, self.channel_name)
         live.device_status(self.device.id, False, VIA, self.leave_reason)

@@ -15,6 +15,7 @@ The first viewer of a device makes the server push `{"type": "video",
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Awaitable, Callable
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -23,6 +24,10 @@ from django.conf import settings
 from devices import presence
 from devices.models import Device
 from transport import live
+
+from .periodic import every, stop
+
+log = logging.getLogger(__name__)
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 WINDOW = 2
@@ -51,6 +56,8 @@ class LatestFrame:
             while self._pending is not None:
                 frame, self._pending = self._pending, None
                 await self._send(frame)
+        except Exception:  # a lost frame is no loss: the next one is on its way
+            log.warning("video frame not relayed", exc_info=True)
         finally:
             self._task = None
 
@@ -72,7 +79,7 @@ class VideoViewerConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(live.video_group(device_id), self.channel_name)
         if await presence.viewer_joined(device_id, self.channel_name) == 1:
             await live.apush_to_device(device_id, "video", live.video_control("start"))
-        self.ticker = asyncio.get_running_loop().create_task(self._stay_counted())
+        self.ticker = every(settings.REALTIME_PING_INTERVAL_S, self._stay_counted)
 
     async def video_frame(self, message: dict) -> None:
         if self.credits > 0:
@@ -90,14 +97,12 @@ class VideoViewerConsumer(AsyncWebsocketConsumer):
             await self.video_frame({"frame": frame})
 
     async def _stay_counted(self) -> None:
-        while True:
-            await asyncio.sleep(settings.REALTIME_PING_INTERVAL_S)
-            await presence.viewer_joined(self.device_id, self.channel_name)
+        await presence.viewer_joined(self.device_id, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
         if not self.device_id:
             return
-        self.ticker.cancel()
+        await stop(getattr(self, "ticker", None))
         await self.channel_layer.group_discard(live.video_group(self.device_id), self.channel_name)
         if await presence.viewer_left(self.device_id, self.channel_name) == 0:
             await live.apush_to_device(self.device_id, "video", live.video_control("stop"))
