@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import requests
 from celery import shared_task
@@ -63,6 +64,8 @@ def _retry_or_give_up(task, delivery_id: int, error: str) -> None:
     notify.attempt_failed(delivery_id, error, final)
     log.info("delivery %s attempt %d failed (%s)%s", delivery_id, attempt, error, "; giving up" if final else "")
     if not final:
+        if task.request.is_eager:  # eager retries run at once; wait here (a pool thread, see notify._send)
+            time.sleep(notify.backoff_s(attempt))
         raise task.retry(countdown=notify.backoff_s(attempt))
 
 

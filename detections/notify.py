@@ -21,12 +21,14 @@ import hashlib
 import hmac
 import json
 import logging
+import queue
+import threading
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 from django.core.mail import mail_admins, send_mail
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -35,6 +37,7 @@ from .alert_models import Alert, Delivery, Webhook
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-LPR-Signature"
+EAGER_DELIVERY_THREADS = 4
 
 
 class InvalidWebhookURL(ValueError):
@@ -88,12 +91,44 @@ def _queue(deliveries: list[Delivery]) -> None:
 
     dashboard = [d.id for d in deliveries if d.channel == "dashboard"]
     if dashboard:
-        alert_tasks.notify_dashboard.delay(dashboard)
+        _send(alert_tasks.notify_dashboard, dashboard)
     for d in deliveries:
         if d.channel == "webhook":
-            alert_tasks.deliver_webhook.delay(d.id)
+            _send(alert_tasks.deliver_webhook, d.id)
         elif d.channel == "email":
-            alert_tasks.deliver_email.delay(d.id)
+            _send(alert_tasks.deliver_email, d.id)
+
+
+_eager_queue: queue.SimpleQueue | None = None
+_eager_lock = threading.Lock()
+
+
+def _send(task, arg) -> None:
+    """Queue the task; in eager mode (no broker) run it on a daemon pool thread, so a hanging receiver holds
+    up neither alert matching nor the other deliveries, nor the server's shutdown."""
+    global _eager_queue
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        task.delay(arg)
+        return
+    with _eager_lock:
+        if _eager_queue is None:
+            _eager_queue = queue.SimpleQueue()
+            for n in range(EAGER_DELIVERY_THREADS):
+                threading.Thread(target=_eager_worker, args=(_eager_queue,), name=f"lpr-alert-delivery-{n}",
+                                 daemon=True).start()  # fmt: skip
+    _eager_queue.put((task, arg))
+
+
+def _eager_worker(jobs: queue.SimpleQueue) -> None:
+    while True:
+        _run_eagerly(*jobs.get())
+
+
+def _run_eagerly(task, arg) -> None:
+    try:
+        task.delay(arg)
+    finally:
+        close_old_connections()
 
 
 # --- sending -----------------------------------------------------------------------------------------

@@ -14,11 +14,14 @@ from tests.realtime.conftest import start_server
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def test_without_redis_the_server_raises_alerts_and_rolls_up_in_process(tmp_path, receiver, make_device):
+def test_without_redis_the_server_raises_alerts_and_rolls_up_in_process(tmp_path, receivers, make_device):
+    receiver, hanging = receivers(), receivers(default="hang")
     server = start_server(tmp_path, [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", "{port}",
-                                     "--no-mqtt"], REDIS_URL="", ROLLUP_INTERVAL_S="1")  # fmt: skip
+                                     "--no-mqtt"], REDIS_URL="", ROLLUP_INTERVAL_S="1",
+                          ALERT_WEBHOOK_TIMEOUT_S="1", ALERT_WEBHOOK_BACKOFF_S="0.5")  # fmt: skip
     try:
         make_watchlist([{"value": "EAGER01", "match": "lenient"}])
+        stuck = make_webhook(hanging.url, SECRET)  # created first, so queued first: it must not hold up the other
         make_webhook(receiver.url, SECRET)
         device = make_device()
         send_rest(server, device, detection(device.id, "EAGER0I"))
@@ -29,4 +32,6 @@ def test_without_redis_the_server_raises_alerts_and_rolls_up_in_process(tmp_path
         server.stop()
     alert = Alert.objects.get()
     assert alert.plate == "EAGER0I" and receiver.received[0].signed_with(SECRET)
-    assert set(Delivery.objects.values_list("channel", "state")) == {("dashboard", "delivered"), ("webhook", "delivered")}
+    assert Delivery.objects.get(channel="dashboard").state == "delivered"
+    assert Delivery.objects.exclude(webhook=stuck).get(channel="webhook").state == "delivered"
+    assert hanging.attempts and Delivery.objects.get(webhook=stuck).state == "pending"
