@@ -69,6 +69,11 @@ class WatchlistViewSet(viewsets.ModelViewSet):
         page = self.paginate_queryset(watchlist.entries.order_by("id"))
         return self.get_paginated_response(EntrySerializer(page, many=True).data)
 
+    @decorators.action(detail=True, methods=["delete"], url_path=r"entries/(?P<entry_id>\d+)")
+    def delete_entry(self, request, pk=None, entry_id=None):
+        deleted, _ = self.get_object().entries.filter(id=entry_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT if deleted else status.HTTP_404_NOT_FOUND)
+
     @decorators.action(detail=True, methods=["post"], url_path="import",
                        parser_classes=[CSVParser, parsers.MultiPartParser])  # fmt: skip
     def import_csv(self, request, pk=None):

@@ -161,3 +161,16 @@ def test_admin_imports_a_csv_and_reports_bad_lines(client):
     text = response.content.decode()
     assert "1 entries imported, 1 rows refused" in text and "line 3: match" in text.lower()
     assert list(watchlist.entries.values_list("value", flat=True)) == ["AB1"]
+
+
+def test_staff_delete_an_entry_and_matching_stops(staff, operator, device):
+    from detections import alerts
+
+    watchlist = make_watchlist([{"value": "DEL001"}])
+    entry = watchlist.entries.get()
+    assert operator.delete(f"/api/v1/watchlists/{watchlist.id}/entries/{entry.id}/").status_code == 403
+    assert staff.delete(f"/api/v1/watchlists/{watchlist.id}/entries/{entry.id}/").status_code == 204
+    assert staff.delete(f"/api/v1/watchlists/{watchlist.id}/entries/{entry.id}/").status_code == 404
+    env = detection(device.id, "DEL001")
+    ingest(env, device, "rest")
+    assert alerts.match([env["message_id"]]) == []
