@@ -9,14 +9,19 @@ idempotent, so two watchers, or a restart, do no harm.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db import close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
 from . import commands, connectivity, online
 from .models import Device, HealthLog
+
+log = logging.getLogger(__name__)
 
 # Rows are stamped with their batch's start, and committed a little later: look back this far each pass.
 LOOKBACK_S = 5.0
@@ -37,6 +42,30 @@ def tick(cursor: Cursor, now: datetime | None = None) -> dict[str, int]:
     recommended = connectivity.refresh(measured, now)
     cursor.since = now
     return {"presence": len(changes), **sweep, "switches": len(switches), "recommendations": len(recommended)}
+
+
+def run(stop: threading.Event, interval: float) -> None:
+    """Pass after pass until `stop` is set: `manage.py run_device_watch`, or a thread of a one-process server.
+
+    Without REDIS_URL presence lives in the server's memory, so there the loop must run inside the server.
+    """
+    cursor = Cursor()
+    while not stop.is_set():
+        # A long-running loop never goes through Django's request cycle, which is what normally
+        # drops a broken or over-age database connection: do it here, before each pass.
+        close_old_connections()
+        try:
+            tick(cursor)
+        except Exception:  # a database outage or a bug in one pass must not end the loop
+            log.exception("device watch pass failed; retrying next interval")
+        stop.wait(interval)
+
+
+def start_thread(interval: float) -> threading.Event:
+    """Run the loop on a daemon thread; set the returned event to stop it."""
+    stop = threading.Event()
+    threading.Thread(target=run, args=(stop, interval), name="lpr-device-watch", daemon=True).start()
+    return stop
 
 
 def _devices_with_new_measurements(since: datetime, until: datetime) -> set[str]:

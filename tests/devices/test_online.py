@@ -97,3 +97,12 @@ def test_nothing_changes_while_presence_holds(make_device):
     assert len(online.evaluate()) == 1
     assert online.evaluate() == []
     assert len(_changes(device)) == 1
+
+
+@pytest.mark.slow
+def test_the_watch_command_stops_cleanly_on_sigterm(watcher):
+    import signal
+
+    proc = watcher()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0

@@ -1,14 +1,10 @@
-import logging
 import signal
 import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
 
 from devices import watch
-
-log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -19,20 +15,13 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="one pass, then exit")
 
     def handle(self, *args, interval, once, **opts):
+        if once:
+            self.stdout.write(str(watch.tick(watch.Cursor())))
+            return
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        cursor = watch.Cursor()
-        self.stdout.write(f"device watch running every {interval:g} s", ending="\n")
+        self.stdout.write(f"device watch running every {interval:g} s; SIGTERM stops it after the pass in flight.")
         self.stdout.flush()
-        while not stop.is_set():
-            # A long-running process never goes through Django's request cycle, which is what normally
-            # drops a broken or over-age database connection: do it here, before each pass.
-            close_old_connections()
-            try:
-                watch.tick(cursor)
-            except Exception:  # a database outage or a bug in one pass must not end the loop
-                log.exception("device watch pass failed; retrying next interval")
-            if once:
-                break
-            stop.wait(interval)
+        watch.run(stop, interval)
+        self.stdout.write("device watch stopped.")
