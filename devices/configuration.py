@@ -93,10 +93,11 @@ def drift(device: Device) -> Drift:
 
 
 def drift_from(device: Device, reported: ReportedConfig | None) -> Drift:
+    desired_set = device.desired_config_version > 0  # version 0: nobody set one, so nothing can drift from it
     if reported is None:
-        return Drift(device.desired_config_version, None, device.desired_config_version > 0)
+        return Drift(device.desired_config_version, None, desired_set)
     differs = reported.version != device.desired_config_version or reported.values != device.desired_config
-    return Drift(device.desired_config_version, reported.version, differs)
+    return Drift(device.desired_config_version, reported.version, desired_set and differs)
 
 
 def drift_for(devices: list[Device]) -> dict[str, Drift]:

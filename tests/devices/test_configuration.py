@@ -51,6 +51,9 @@ def test_desired_configuration_is_served_on_rest(make_device):
 
 def test_reports_are_kept_and_drift_follows_them(make_device):
     device = make_device()
+    assert _report(device, 9, {"fps": 1}).status == "accepted"
+    assert configuration.drift(device).differs is False  # no desired configuration set: nothing to drift from
+    ReportedConfig.objects.filter(device=device).delete()
     configuration.set_desired(device, {"fps": 12})
     assert configuration.drift(device).differs  # nothing reported yet
     assert _report(device, 1, {"fps": 10}).status == "accepted"
