@@ -20,10 +20,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Iterator
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max
 from django.utils.dateparse import parse_datetime
@@ -279,15 +281,30 @@ def _piece_key(length: int, index: int, text: str) -> str:
 
 
 _cached: tuple[tuple, Index] | None = None
+_checked_at = float("-inf")
 
 
 def active_index() -> Index:
-    """The index of every entry of every active watchlist, rebuilt only when an entry or list changed."""
-    global _cached
+    """The index of every entry of every active watchlist, rebuilt when an entry or list changed.
+
+    Whether anything changed is asked at most every ALERT_INDEX_CHECK_S (counting 100,000 entries is a
+    scan), so an edit takes effect within that time.
+    """
+    global _cached, _checked_at
+    now = time.monotonic()
+    if _cached is not None and now - _checked_at < settings.ALERT_INDEX_CHECK_S:
+        return _cached[1]
     stamp = _stamp()
+    _checked_at = now
     if _cached is None or _cached[0] != stamp:
         _cached = (stamp, Index(_rules()))
     return _cached[1]
+
+
+def forget_index() -> None:
+    """Make the next `active_index` look at the database (tests; a management command after bulk SQL)."""
+    global _cached
+    _cached = None
 
 
 def _stamp() -> tuple:

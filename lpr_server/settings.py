@@ -122,6 +122,7 @@ ALERT_WEBHOOK_BACKOFF_S = env.float("ALERT_WEBHOOK_BACKOFF_S", default=2.0)  # f
 ALERT_WEBHOOK_BACKOFF_MAX_S = env.float("ALERT_WEBHOOK_BACKOFF_MAX_S", default=600.0)
 ALERT_WEBHOOK_MAX_ATTEMPTS = env.int("ALERT_WEBHOOK_MAX_ATTEMPTS", default=10)
 ALERT_WEBHOOK_DISABLE_AFTER = env.int("ALERT_WEBHOOK_DISABLE_AFTER", default=5)  # deliveries in a row that gave up
+ALERT_INDEX_CHECK_S = env.float("ALERT_INDEX_CHECK_S", default=1.0)  # watchlist edits reach matching within this
 # E-mail (alert e-mails, mail_admins): EMAIL_URL as django-environ reads it, e.g. smtp://user:pass@host:587
 vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
 DEFAULT_FROM_EMAIL = SERVER_EMAIL = env("DEFAULT_FROM_EMAIL", default="lpr-server@localhost")

@@ -27,7 +27,7 @@ from tests.realtime.conftest import free_port, tests_database_url, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_ENV = {"ALERT_WEBHOOK_TIMEOUT_S": "1", "ALERT_WEBHOOK_BACKOFF_S": "0.5", "ALERT_WEBHOOK_MAX_ATTEMPTS": "3",
-              "ALERT_WEBHOOK_DISABLE_AFTER": "2", "ADMINS": "ops@example.org"}  # fmt: skip
+              "ALERT_WEBHOOK_DISABLE_AFTER": "2", "ADMINS": "ops@example.org", "ALERT_INDEX_CHECK_S": "0"}  # fmt: skip
 
 
 @dataclass
@@ -69,6 +69,15 @@ def start_worker(log_dir: Path, **env_overrides: str) -> Worker:
 
     wait_until(ready, 60, what="the Celery worker")
     return worker
+
+
+@pytest.fixture(autouse=True)
+def _fresh_watchlist_index(settings):
+    """Each test sees its own watchlists at once, not an index cached from the previous test."""
+    from detections import watchlists
+
+    settings.ALERT_INDEX_CHECK_S = 0
+    watchlists.forget_index()
 
 
 @pytest.fixture(scope="session")
