@@ -7,6 +7,8 @@ Devices are created and deleted in the admin, by staff.
 
 from django.db import transaction
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -103,9 +105,13 @@ class HealthViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return rows
 
 
+_WINDOW_PARAM = OpenApiParameter("window", str, description="e.g. 15m, 1h, 2d (at most 31d); default 1h")
+
+
 class ProtocolStats(APIView):
     """`?window=1h`: per protocol, share of traffic, success rate, average and p95 latency."""
 
+    @extend_schema(parameters=[_WINDOW_PARAM], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         window = _window(request)
         figures = monitor.by_protocol(window)
@@ -118,6 +124,7 @@ class ProtocolStats(APIView):
 class DeviceStats(APIView):
     """`?window=1h&device=<id>` (repeatable): the same per device, plus sequence gaps and repeats."""
 
+    @extend_schema(parameters=[_WINDOW_PARAM, OpenApiParameter("device", str, many=True)], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         window = _window(request)
         ids = request.query_params.getlist("device") or None
