@@ -86,3 +86,31 @@ def test_stats_are_served_to_operators(mix):
     assert narrow["rest"]["accepted"] == 0
     bad = client.get("/api/v1/stats/protocols/", {"window": "forever"})
     assert (bad.status_code, bad.json()["error"], bad.json()["field"]) == (400, "invalid", "window")
+
+
+def test_figures_of_traffic_that_went_through_the_pipeline(make_device):
+    from datetime import datetime, timezone as tz
+
+    from tests.factories import envelope
+    from transport import pipeline
+
+    device = make_device()
+
+    def sent(ms_ago: int) -> str:
+        return (datetime.now(tz.utc) - timedelta(milliseconds=ms_ago)).isoformat()
+
+    for ms in (1000, 2000, 3000):
+        assert pipeline.ingest(envelope(device.id, timestamp=sent(ms)), device, "rest").status == "accepted"
+    for ms in (500, 500):
+        assert pipeline.ingest(envelope(device.id, timestamp=sent(ms)), device, "mqtt").status == "accepted"
+    again = envelope(device.id, timestamp=sent(100))
+    pipeline.ingest(again, device, "websocket")
+    assert pipeline.ingest(again, device, "rest").status == "duplicate"  # not a new message, not a failure
+    assert pipeline.ingest(b"{not json", device, "rest").status == "rejected"
+    figures = monitor.by_protocol(timedelta(minutes=5))
+    rest, mqtt = figures["rest"], figures["mqtt"]
+    assert (rest.accepted, rest.rejected, rest.share, rest.success_rate) == (3, 1, 0.5714, 0.75)
+    assert (mqtt.accepted, mqtt.share, figures["websocket"].share) == (2, 0.2857, 0.1429)
+    assert 2000 <= rest.avg_latency_ms < 2500 and 2900 <= rest.p95_latency_ms < 3400
+    device_figures = monitor.by_device(timedelta(minutes=5), [device.id])[device.id]
+    assert (device_figures["all"]["messages"], device_figures["sequence_gaps"]) == (7, 0)
