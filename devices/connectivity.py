@@ -133,7 +133,7 @@ def refresh(device_ids: set[str], now: datetime | None = None) -> list[str]:
 def record_reported_switches(device_id: str, reports: Any) -> int:
     """Store switches a camera reported in a health payload (`protocol_switches`); repeats are ignored.
 
-    Returns how many well-formed reports were offered (repeats included).
+    Returns how many were new.
     """
     rows = []
     for r in reports if isinstance(reports, list) else []:
@@ -146,8 +146,15 @@ def record_reported_switches(device_id: str, reports: Any) -> int:
             score=r.get("score") if isinstance(r.get("score"), (int, float)) else None,
             recommended=str(r.get("recommended") or "")[:16],
         ))  # fmt: skip
-    created = ProtocolSwitch.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(created)
+    known = set(
+        ProtocolSwitch.objects.filter(device_id=device_id, source="device", at__in=[r.at for r in rows])
+        .values_list("from_transport", "to_transport", "at")
+    )  # health reports repeat recent switches; only new ones are stored and broadcast
+    fresh = [r for r in rows if (r.from_transport, r.to_transport, r.at) not in known]
+    ProtocolSwitch.objects.bulk_create(fresh, ignore_conflicts=True)
+    for switch in fresh:
+        channels.announce("protocol_switch", switch)
+    return len(fresh)
 
 
 def observe_transports(since: datetime, until: datetime) -> list[ProtocolSwitch]:

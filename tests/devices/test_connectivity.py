@@ -106,6 +106,7 @@ def test_switches_reported_by_the_camera_and_seen_by_the_server_are_stored(make_
         ("server", "websocket", "rest", "connection lost"),
     ]
     assert (rows[0].score, rows[0].recommended) == (0.4, "mqtt")
+    assert connectivity.record_reported_switches(device.id, [report]) == 0  # repeated in the next heartbeat
 
 
 def test_changing_the_profile_changes_the_recommendation_at_once(make_device, downlink_to):
