@@ -66,10 +66,12 @@ class Batcher:
 def _queue_match(ids: list[str]) -> None:
     from django.db import close_old_connections
 
+    from . import watchlists
     from .alert_tasks import match_alerts
 
     try:
-        match_alerts.delay(ids)  # eager mode (no REDIS_URL): runs here, on this thread
+        if watchlists.any_active():
+            match_alerts.delay(ids)  # eager mode (no REDIS_URL): runs here, on this thread
     finally:
         close_old_connections()
 

@@ -302,9 +302,25 @@ def active_index() -> Index:
 
 
 def forget_index() -> None:
-    """Make the next `active_index` look at the database (tests; a management command after bulk SQL)."""
-    global _cached
+    """Make the next `active_index` (and `any_active`) look at the database (tests; after bulk SQL)."""
+    global _cached, _any_checked_at
     _cached = None
+    _any_checked_at = float("-inf")
+
+
+_any = False
+_any_checked_at = float("-inf")
+
+
+def any_active() -> bool:
+    """Whether any active watchlist has entries; asked at most every ALERT_INDEX_CHECK_S, so that ingest
+    processes queue no matching at all while there is nothing to match."""
+    global _any, _any_checked_at
+    now = time.monotonic()
+    if now - _any_checked_at >= settings.ALERT_INDEX_CHECK_S:
+        _any = WatchlistEntry.objects.filter(watchlist__active=True).exists()
+        _any_checked_at = now
+    return _any
 
 
 def _stamp() -> tuple:

@@ -18,7 +18,7 @@ def test_without_redis_the_server_raises_alerts_and_rolls_up_in_process(tmp_path
     receiver, hanging = receivers(), receivers(default="hang")
     server = start_server(tmp_path, [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", "{port}",
                                      "--no-mqtt"], REDIS_URL="", ROLLUP_INTERVAL_S="1",
-                          ALERT_WEBHOOK_TIMEOUT_S="1", ALERT_WEBHOOK_BACKOFF_S="0.5")  # fmt: skip
+                          ALERT_WEBHOOK_TIMEOUT_S="1", ALERT_WEBHOOK_BACKOFF_S="0.5", ALERT_INDEX_CHECK_S="0")  # fmt: skip
     try:
         make_watchlist([{"value": "EAGER01", "match": "lenient"}])
         stuck = make_webhook(hanging.url, SECRET)  # created first, so queued first: it must not hold up the other
