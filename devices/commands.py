@@ -150,14 +150,14 @@ def mark_sent(commands: Iterable[Command], transport: str, at: datetime | None =
     ids = [c.id for c in commands]
     if not ids:
         return
+    # Locked: an answer arriving meanwhile (apply_answers locks too) waits, then moves the row forward.
+    states = dict(Command.objects.select_for_update().filter(id__in=ids).values_list("id", "state"))
+    moved = {i for i, state in states.items() if state == State.QUEUED}
     Command.objects.filter(id__in=ids).update(attempts=F("attempts") + 1, last_sent_at=at)
-    moved = set(
-        Command.objects.filter(id__in=ids, state=State.QUEUED).values_list("id", flat=True)
-    )  # read and update in one transaction; a concurrent answer moves the row forward, never back
-    Command.objects.filter(id__in=moved, state=State.QUEUED).update(state=State.SENT)
+    Command.objects.filter(id__in=moved).update(state=State.SENT)
     CommandTransition.objects.bulk_create(
         CommandTransition(command_id=c.id, state=State.SENT, at=at, transport=transport,
-                          detail="" if c.id in moved else "re-sent")  # fmt: skip
+                          detail="re-sent" if states.get(c.id) == State.SENT else "")  # fmt: skip
         for c in commands
     )
     for c in commands:
