@@ -64,7 +64,7 @@ class Batcher:
 
 
 def _queue_match(ids: list[str]) -> None:
-    from django.db import close_old_connections
+    from django.db import connection
 
     from . import watchlists
     from .alert_tasks import match_alerts
@@ -73,7 +73,7 @@ def _queue_match(ids: list[str]) -> None:
         if watchlists.any_active():
             match_alerts.delay(ids)  # eager mode (no REDIS_URL): runs here, on this thread
     finally:
-        close_old_connections()
+        connection.close()  # a long-lived thread must not hold a database session between batches
 
 
 batcher = Batcher(_queue_match)

@@ -13,7 +13,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connection
 
 log = logging.getLogger(__name__)
 
@@ -45,5 +45,5 @@ def _run() -> None:
                 except Exception:
                     log.exception("eager beat: %s failed", entry["task"])
                 finally:
-                    close_old_connections()  # this thread outlives requests; do not keep a stale connection
+                    connection.close()  # this thread outlives requests; hold no database session between runs
         time.sleep(max(0.5, min(due.values()) - time.monotonic()))

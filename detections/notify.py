@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from django.core.mail import mail_admins, send_mail
-from django.db import close_old_connections, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -128,7 +128,7 @@ def _run_eagerly(task, arg) -> None:
     try:
         task.delay(arg)
     finally:
-        close_old_connections()
+        connection.close()
 
 
 # --- sending -----------------------------------------------------------------------------------------
