@@ -23,7 +23,7 @@ from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
 from transport.ws.batcher import MicroBatcher
 from transport.ws.device import authenticate, token_from_scope
-from transport.ws.periodic import every, stop
+from transport.ws.lifecycle import every, stop
 from transport.ws.video import LatestFrame, is_jpeg
 
 from .server import NAMESPACE, room, sio
@@ -54,7 +54,8 @@ class DeviceNamespace(socketio.AsyncNamespace):
                 result.detail, {"error": result.code, "detail": result.detail, "close_code": close_code}
             )
         device_id = result.id
-        conn = _Connection(result, MicroBatcher(_resolve), LatestFrame(lambda frame: live.relay_frame(device_id, frame)))
+        relay = LatestFrame(lambda frame: live.relay_frame(device_id, frame))
+        conn = _Connection(result, MicroBatcher(_resolve), relay)
         self.connections[sid] = conn
         await self.enter_room(sid, room(device_id))
         await presence.connected(device_id, VIA, sid)
@@ -69,7 +70,9 @@ class DeviceNamespace(socketio.AsyncNamespace):
         conn = self.connections.get(sid)
         if conn is None:
             return Ack(None, pipeline.REJECTED, "unauthenticated", "Not connected.").as_dict()
-        body = data.encode() if isinstance(data, str) else data if isinstance(data, bytes) else envelope.encode_json(data)
+        # Bytes for the pipeline, so the envelope size limit applies as on every transport.
+        body = data.encode() if isinstance(data, str) else data
+        body = body if isinstance(body, bytes) else envelope.encode_json(body)
         future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
         refused = conn.batcher.add(Inbound(body, conn.device, VIA), future)
         return (refused or await future).as_dict()

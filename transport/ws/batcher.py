@@ -72,8 +72,8 @@ class MicroBatcher(Generic[Token]):
     def add(self, item: Inbound, token: Token) -> Ack | None:
         """Queue a frame; returns a `throttled` ack instead when the connection is too far ahead of storage."""
         if len(self.queue) >= MAX_QUEUED:
-            return Ack(envelope.message_id_of(item.body), pipeline.THROTTLED, "throttled",
-                       "Too many messages awaiting storage on this connection; resend later.", retry_after=1)  # fmt: skip
+            detail = "Too many messages awaiting storage on this connection; resend later."
+            return Ack(envelope.message_id_of(item.body), pipeline.THROTTLED, "throttled", detail, retry_after=1)
         self.queue.append((item, token))
         self.idle.clear()
         _scheduler().wake(self)
@@ -152,5 +152,6 @@ def _scheduler() -> _Scheduler:
 
 
 def _unavailable(item: Inbound) -> Ack:
-    return Ack(envelope.message_id_of(item.body), pipeline.UNAVAILABLE, "unavailable",
-               "The server could not store this message; resend later.", retry_after=pipeline.UNAVAILABLE_RETRY_S)  # fmt: skip
+    detail = "The server could not store this message; resend later."
+    return Ack(envelope.message_id_of(item.body), pipeline.UNAVAILABLE, "unavailable", detail,
+               retry_after=pipeline.UNAVAILABLE_RETRY_S)

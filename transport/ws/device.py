@@ -18,7 +18,7 @@ from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
 
 from .batcher import MicroBatcher
-from .periodic import every, stop
+from .lifecycle import LeavesOnce, every, stop
 from .video import LatestFrame, is_jpeg
 
 VIA = "websocket"
@@ -46,7 +46,7 @@ async def authenticate(token: str, via: str) -> Device | auth.AuthError:
         return exc
 
 
-class DeviceConsumer(AsyncWebsocketConsumer):
+class DeviceConsumer(LeavesOnce, AsyncWebsocketConsumer):
     device: Device | None = None
 
     async def dispatch(self, message: dict) -> None:
@@ -148,10 +148,13 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.send_frame(live.device_frame("video", live.video_control("start" if watched else "stop")))
 
     async def disconnect(self, code: int) -> None:
+        await self._leave_once()
+
+    async def leave(self) -> None:
         if self.device is None:
             return
         await stop(getattr(self, "ticker", None))
-        await self.channel_layer.group_discard(live.device_group(self.device.id), self.channel_name)
         await presence.disconnected(self.device.id, VIA, self.channel_name)
         live.device_status(self.device.id, False, VIA, self.leave_reason)
+        await self.channel_layer.group_discard(live.device_group(self.device.id), self.channel_name)
         await self.batcher.drained()

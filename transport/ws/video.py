@@ -25,7 +25,7 @@ from devices import presence
 from devices.models import Device
 from transport import live
 
-from .periodic import every, stop
+from .lifecycle import LeavesOnce, every, stop
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class LatestFrame:
             self._task = None
 
 
-class VideoViewerConsumer(AsyncWebsocketConsumer):
+class VideoViewerConsumer(LeavesOnce, AsyncWebsocketConsumer):
     device_id: str = ""
 
     async def connect(self) -> None:
@@ -100,9 +100,13 @@ class VideoViewerConsumer(AsyncWebsocketConsumer):
         await presence.viewer_joined(self.device_id, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
+        await self._leave_once()
+
+    async def leave(self) -> None:
         if not self.device_id:
             return
         await stop(getattr(self, "ticker", None))
+        remaining = await presence.viewer_left(self.device_id, self.channel_name)
         await self.channel_layer.group_discard(live.video_group(self.device_id), self.channel_name)
-        if await presence.viewer_left(self.device_id, self.channel_name) == 0:
+        if remaining == 0:
             await live.apush_to_device(self.device_id, "video", live.video_control("stop"))
