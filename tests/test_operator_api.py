@@ -88,3 +88,8 @@ def test_health_and_schema_endpoints_answer(logged_in):
     assert "lpr_ingest_messages_total" in Client().get("/metrics").content.decode()
     schema = logged_in.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/v1/detections/" in schema.content
+
+
+def test_unknown_detection_is_404_not_found_in_contract_form(logged_in):
+    response = logged_in.get("/api/v1/detections/999999999/")
+    assert (response.status_code, response.json()["error"]) == (404, "not_found")
