@@ -37,7 +37,7 @@ from bench.stack import PYTHON, ROOT, create_device, daphne, free_port, fresh_da
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 TARGET_P99_S = 1.0
 TICK_S = 0.1
-CAMERAS = 4
+CAMERAS = 2
 ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -157,7 +157,21 @@ def main() -> None:
     report(sent, receiver.arrived, achieved, args)
 
 
+def later_reads_of_a_passage(plates: list[str]) -> set[str]:
+    """Listed plates read in the passage of an earlier listed read (one plate within an edit of the other,
+    same camera, within seconds): correctly alerted once, for the first."""
+    from detections.models import Detection
+
+    rows = sorted(Detection.objects.filter(plate__in=plates).values_list("captured_at", "id", "plate", "passage_id"))
+    first: dict[int, str] = {}
+    for _, _, plate, passage in rows:
+        first.setdefault(passage, plate)
+    return {plate for _, _, plate, passage in rows if first[passage] != plate}
+
+
 def report(sent: dict[str, float], arrived: dict[str, float], achieved: float, args) -> None:
+    merged = later_reads_of_a_passage(list(sent))
+    sent = {p: t for p, t in sent.items() if p not in merged}
     times = sorted(arrived[p] - sent[p] for p in sent if p in arrived)
     missing = len(sent) - len(times)
     if not times:
@@ -168,7 +182,8 @@ def report(sent: dict[str, float], arrived: dict[str, float], achieved: float, a
     print(f"{'what':<58} {'value':>10} {'limit':>8}")
     print(f"{'detections/s offered (achieved)':<58} {achieved:>10.0f} {args.rate:>8.0f}")
     print(f"{'watchlist entries (half exact, half lenient)':<58} {args.entries:>10d}")
-    print(f"{'alerts expected / delivered to the webhook':<58} {len(sent):>5d}/{len(times):<4d}")
+    print(f"{'alerts expected (passages with a listed read) / delivered':<58} {len(sent):>5d}/{len(times):<4d}")
+    print(f"{'  listed reads in an already alerted passage (no new alert)':<58} {len(merged):>10d}")
     print(f"{'ingest-to-webhook p50 (s)':<58} {p50:>10.3f}")
     print(f"{'ingest-to-webhook p99 (s)':<58} {p99:>10.3f} {TARGET_P99_S:>8.1f}")
     print(f"{'ingest-to-webhook max (s)':<58} {times[-1]:>10.3f}")
