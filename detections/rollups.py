@@ -31,7 +31,8 @@ from .alert_models import Rollup
 from .models import Detection
 
 PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
-WATERMARK_SLACK = timedelta(minutes=2)  # transactions committed late with an earlier received_at
+WATERMARK_SLACK = timedelta(minutes=2)
+DAY_REFRESH = timedelta(hours=1)  # transactions committed late with an earlier received_at
 STAT_FIELDS = ["detections", "unique_plates", "accepted", "rejected", "latency_p50_ms", "latency_p95_ms"]
 
 
@@ -117,13 +118,32 @@ def touched_hours(since: datetime) -> set[datetime]:
 
 
 def rollup_recent(now: datetime | None = None) -> int:
-    """Recompute every hour and day that received data since the last run (all data on the first)."""
+    """Recompute every hour and day that received data since the last run (all data on the first).
+
+    Today's row is recomputed at most every DAY_REFRESH (a day is every row of the day, read again);
+    yesterday's once more after midnight, so its last hours are in.
+    """
+    now = now or datetime.now(dt_timezone.utc)
     last = Rollup.objects.aggregate(at=Max("computed_at"))["at"]
     since = (last - WATERMARK_SLACK) if last else datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
     hours = touched_hours(since)
+    today = period_start("day", now)
     days = {period_start("day", h) for h in hours}
+    if today in days and (_computed_at(today) or now - DAY_REFRESH) > now - DAY_REFRESH:
+        days.discard(today)
+    yesterday = today - PERIODS["day"]
+    if (_computed_at(yesterday) or today) <= today + WATERMARK_SLACK and (yesterday in days or _has_rows(yesterday)):
+        days.add(yesterday)
     for h in sorted(hours):
         rollup("hour", h)
     for d in sorted(days):
         rollup("day", d)
     return len(hours) + len(days)
+
+
+def _computed_at(day: datetime) -> datetime | None:
+    return Rollup.objects.filter(period="day", start=day).aggregate(at=Max("computed_at"))["at"]
+
+
+def _has_rows(day: datetime) -> bool:
+    return Rollup.objects.filter(period="hour", start__gte=day, start__lt=day + PERIODS["day"]).exists()

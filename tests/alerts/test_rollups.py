@@ -130,3 +130,20 @@ def test_late_data_is_folded_into_its_old_hour_and_day(make_device):
     assert rollup_rows("hour")[key]["detections"] == hours_before.get(key, {"detections": 0})["detections"] + 1
     assert rollup_rows("hour") == direct_counts("hour") and rollup_rows("day") == direct_counts("day")
 
+
+
+def test_todays_row_is_refreshed_at_most_hourly_and_completed_after_midnight(make_device):
+    device = make_device()
+    now = dj_timezone.now()
+    captured = now - timedelta(seconds=1)
+    hour, day = rollups.period_start("hour", captured), rollups.period_start("day", captured)
+    for plate in ("DAY0001", "DAY0002"):
+        detections, messages = [], []
+        add_detection(detections, messages, device, "rest", captured, plate, 10.0, received=dj_timezone.now())
+        Detection.objects.bulk_create(detections)
+        Message.objects.bulk_create(messages)
+        rollups.rollup_recent(now=now)
+    assert Rollup.objects.get(period="hour", start=hour).detections == 2  # the hour is current at once
+    assert Rollup.objects.get(period="day", start=day).detections == 1  # today waits for its hourly refresh
+    rollups.rollup_recent(now=day + timedelta(days=1, minutes=5))  # after midnight: yesterday completed
+    assert rollup_rows("day") == direct_counts("day") and rollup_rows("hour") == direct_counts("hour")
