@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Count, Max
 from django.db.models.functions import TruncHour
 
 from transport.models import Message, RejectedMessage
@@ -50,14 +50,13 @@ def rollup(period: str, start: datetime) -> int:
     for device_id, protocol, n, unique, p50, p95 in _detection_stats(start, end):
         stats[(device_id, protocol)] = {"detections": n, "unique_plates": unique, "latency_p50_ms": p50,
                                         "latency_p95_ms": p95}  # fmt: skip
-    accepted = Message.objects.filter(sent_at__gte=start, sent_at__lt=end).values_list("device_id", "received_via")
-    for key in accepted:
-        row = stats.setdefault(key, {})
-        row["accepted"] = row.get("accepted", 0) + 1
-    rejected = RejectedMessage.objects.filter(received_at__gte=start, received_at__lt=end)
-    for device_id, transport in rejected.values_list("device_id", "transport"):
+    accepted = Message.objects.filter(sent_at__gte=start, sent_at__lt=end).values("device_id", "received_via")
+    for device_id, via, n in accepted.annotate(n=Count("*")).values_list("device_id", "received_via", "n"):
+        stats.setdefault((device_id, via), {})["accepted"] = n
+    rejected = RejectedMessage.objects.filter(received_at__gte=start, received_at__lt=end).values("device_id", "transport")
+    for device_id, transport, n in rejected.annotate(n=Count("*")).values_list("device_id", "transport", "n"):
         row = stats.setdefault((device_id or "", transport), {})
-        row["rejected"] = row.get("rejected", 0) + 1
+        row["rejected"] = row.get("rejected", 0) + n  # a deleted device's refusals join the unnamed ones
     rows = [Rollup(period=period, start=start, device_id=d, protocol=p, **{f: s.get(f, _zero(f)) for f in STAT_FIELDS})
             for (d, p), s in stats.items()]  # fmt: skip
     with transaction.atomic():
