@@ -159,3 +159,17 @@ def test_binary_jpeg_frames_are_not_stored_or_rejected(servers, device, token_fo
 
     assert asyncio.run(scenario())["status"] == "accepted"  # the first answer is the envelope's: no error for video
     assert not RejectedMessage.objects.filter(device=device).exists()
+
+
+def test_a_deactivated_device_is_refused_with_4403(servers, device, token_for):
+    token = token_for(device)
+    device.active = False
+    device.save(update_fields=["active"])
+
+    async def scenario():
+        async with websockets.connect(f"{servers.b.ws}/ws/device/?token={token}") as ws:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            return ws.close_code
+
+    assert asyncio.run(scenario()) == 4403

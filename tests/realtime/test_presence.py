@@ -14,7 +14,7 @@ from devices.models import Device
 from tests.factories import envelope
 from transport import live
 
-from .conftest import dump, is_type, operator_headers, recv_frame, wait_until
+from .conftest import dump, in_thread, is_type, operator_headers, recv_frame, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -135,3 +135,24 @@ def test_presence_entries_lapse_when_their_holder_stops_refreshing(settings):
         return await roster.amembers("lpr:presence:test:lapse"), await roster.aleave("lpr:presence:test:lapse", "conn-2")
 
     assert asyncio.run(scenario()) == (["conn-2"], 0)
+
+
+def test_rotating_the_key_closes_open_connections_on_both_transports(servers, device, token_for):
+    import socketio
+
+    from devices.credentials import rotate_key
+
+    async def scenario():
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(servers.b.http, namespaces=["/device"], auth={"token": token_for(device)},
+                             transports=["websocket"])  # fmt: skip
+        async with websockets.connect(f"{servers.a.ws}/ws/device/?token={token_for(device)}") as ws:
+            await in_thread(rotate_key, device)
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            await asyncio.to_thread(wait_until, lambda: not client.connected, what="Socket.IO closed")
+            await asyncio.to_thread(wait_until, lambda: not presence.is_connected(device.id), what="presence cleared")
+            return ws.close_code
+
+    assert asyncio.run(scenario()) == 4401

@@ -22,7 +22,7 @@ from devices.models import Device
 from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
 from transport.ws.batcher import MicroBatcher
-from transport.ws.device import authenticate, token_from_scope
+from transport.ws.device import authenticate, still_authorised, token_from_scope
 from transport.ws.lifecycle import every, stop
 from transport.ws.video import LatestFrame, is_jpeg
 
@@ -89,10 +89,16 @@ class DeviceNamespace(socketio.AsyncNamespace):
         await database_sync_to_async(pipeline.record_refusal)(VIA, "unsupported_media_type", detail, b"", conn.device)
         await self.emit("error", {"type": "error", "error": "unsupported_media_type", "detail": detail}, to=sid)
 
-    async def _tick(self, sid: str, conn: _Connection) -> None:
+    async def _tick(self, sid: str, conn: _Connection) -> bool:
         """Keep the presence entry fresh and the camera's stream matching its viewers (silence is Engine.IO's job)."""
+        if not await still_authorised(conn.device):
+            # Key rotated or device deactivated: its tokens no longer hold. In a task of its own, because
+            # the disconnect handler stops this very ticker.
+            asyncio.get_running_loop().create_task(self.disconnect(sid))
+            return False
         await presence.refreshed(conn.device.id, VIA, sid)
         await self._sync_video(sid, conn)
+        return True
 
     async def _sync_video(self, sid: str, conn: _Connection) -> None:
         """Heal a start or stop push that was lost.

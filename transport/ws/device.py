@@ -46,6 +46,15 @@ async def authenticate(token: str, via: str) -> Device | auth.AuthError:
         return exc
 
 
+def _still_authorised(device: Device) -> bool:
+    return Device.objects.filter(pk=device.pk, key_version=device.key_version, active=True).exists()
+
+
+async def still_authorised(device: Device) -> bool:
+    """False once the key was rotated (which revokes its tokens) or the device deactivated."""
+    return await database_sync_to_async(_still_authorised)(device)
+
+
 class DeviceConsumer(LeavesOnce, AsyncWebsocketConsumer):
     device: Device | None = None
 
@@ -118,6 +127,11 @@ class DeviceConsumer(LeavesOnce, AsyncWebsocketConsumer):
             self.leave_reason = "silent"
             await presence.disconnected(self.device.id, VIA, self.channel_name)  # gone before the camera hears it
             await self.close(CLOSE_SILENT)
+            return False
+        if not await still_authorised(self.device):
+            self.leave_reason = "revoked"
+            await presence.disconnected(self.device.id, VIA, self.channel_name)
+            await self.close(CLOSE_UNAUTHENTICATED)
             return False
         sent_at = timezone.now().isoformat()
         self.pings = {k: v for k, v in self.pings.items() if time.monotonic() - v < 300}

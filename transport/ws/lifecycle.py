@@ -32,7 +32,7 @@ def every(interval: float, step: Callable[[], Awaitable[bool | None]]) -> asynci
 async def stop(task: asyncio.Task | None, patience: float = 2.0) -> None:
     """Cancel the chores and wait (a little) until they are over: a refresh still in flight must
     not re-add a presence entry after the connection has removed it."""
-    if task is None:
+    if task is None or task is asyncio.current_task():
         return
     task.cancel()
     await asyncio.wait({task}, timeout=patience)
