@@ -36,7 +36,7 @@ from bench.stack import PYTHON, ROOT, create_device, daphne, free_port, fresh_da
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
 TARGET_P99_S = 1.0
-TICK_S = 0.1
+TICK_S = 0.2
 CAMERAS = 2
 ALPHABET = string.ascii_uppercase + string.digits
 
