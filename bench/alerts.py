@@ -5,7 +5,7 @@
 Starts Daphne (REST ingest) and a Celery worker on a fresh PostgreSQL
 database (`lpr_alerts_bench`) and Redis DB 7, a webhook receiver in this
 process, and a watchlist of N entries (half exact, half lenient). Cameras post
-batches of detections every 100 ms at the given total rate; one detection in
+batches of detections every 200 ms at the given total rate; one detection in
 `--hit-every` is a listed plate (each a new passage). The time of an alert is
 from the start of the POST that carried its detection to the webhook request
 arriving here. Target: p99 < 1 s.
