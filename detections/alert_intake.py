@@ -2,9 +2,9 @@
 
 `on_stored` is a post-commit consumer (transport.announce): it only appends
 message ids to a buffer. A daemon thread sends the buffer to ONE Celery task
-(`detections.match_alerts`) at most every FLUSH_INTERVAL_S, or as soon as it
-holds FLUSH_MAX_IDS, so a burst of single REST requests still makes one task
-per batch. In eager mode (no REDIS_URL) the task runs on that thread, never
+(`detections.match_alerts`): at once after a quiet spell, then at most every
+FLUSH_INTERVAL_S (or as soon as it holds FLUSH_MAX_IDS), so a burst of single
+REST requests still makes one task per batch. In eager mode (no REDIS_URL) the task runs on that thread, never
 on the request's.
 """
 
@@ -32,6 +32,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._last_sent = float("-inf")
 
     def add(self, ids: list[str]) -> None:
         with self._cond:
@@ -50,10 +51,11 @@ class Batcher:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._ids)
-                deadline = time.monotonic() + self.interval
+                deadline = self._last_sent + self.interval  # after a quiet spell ids go at once
                 while len(self._ids) < self.max_ids and (left := deadline - time.monotonic()) > 0:
                     self._cond.wait(left)
                 ids, self._ids = self._ids[: self.max_ids], self._ids[self.max_ids :]
+            self._last_sent = time.monotonic()
             try:
                 self._send(ids)
             except Exception:

@@ -147,3 +147,26 @@ def test_the_lenient_index_finds_exactly_what_comparing_with_every_entry_finds()
         found = {rule.entry_id for rule, _ in index.hits(watchlists.Read("cam", "", at, text, []))}
         expected = {r.entry_id for r in rules if distance(fold(text), r.folded, r.limit) <= r.limit}
         assert found == expected, text
+
+
+def test_intake_sends_a_burst_of_single_commits_as_few_batches():
+    import threading
+    import time
+
+    from detections.alert_intake import Batcher
+
+    sent: list[list[str]] = []
+    done = threading.Event()
+
+    def send(ids):
+        sent.append(ids)
+        if sum(map(len, sent)) == 200:
+            done.set()
+
+    batcher = Batcher(send, interval=1.0)
+    for n in range(200):  # 200 REST requests, one detection each, committed within a few milliseconds
+        batcher.add([f"id-{n}"])
+        time.sleep(0.0005)
+    assert done.wait(5)
+    assert [i for ids in sent for i in ids] == [f"id-{n}" for n in range(200)]
+    assert len(sent) <= 3  # the first at once, the rest together after the interval
