@@ -39,6 +39,7 @@ TARGET_P99_S = 1.0
 TICK_S = 0.2
 CAMERAS = 2
 ALPHABET = string.ascii_uppercase + string.digits
+POSTS: list[float] = []  # seconds each ingest POST took (its ack), for reading the figures
 
 
 class Receiver:
@@ -113,6 +114,7 @@ def camera_loop(base: str, device: dict, rate_per_camera: float, seconds: float,
             sent[plate] = now
         response = session.post(base + "/api/v1/ingest/batch/", data=json.dumps({"messages": messages}), headers=headers)
         response.raise_for_status()
+        POSTS.append(time.monotonic() - now)
         tick += 1
         time.sleep(max(0.0, start + tick * TICK_S - time.monotonic()))
 
@@ -187,6 +189,9 @@ def report(sent: dict[str, float], arrived: dict[str, float], achieved: float, a
     print(f"{'ingest-to-webhook p50 (s)':<58} {p50:>10.3f}")
     print(f"{'ingest-to-webhook p99 (s)':<58} {p99:>10.3f} {TARGET_P99_S:>8.1f}")
     print(f"{'ingest-to-webhook max (s)':<58} {times[-1]:>10.3f}")
+    posts = sorted(POSTS)
+    print(f"{'  ingest POST (stored and acked), median / p99 (s)':<58} {statistics.median(posts):>10.3f} "
+          f"{posts[int(len(posts) * 0.99)]:>8.3f}")
     stages = breakdown()
     for name, values in stages.items():
         if values:
