@@ -195,3 +195,20 @@ def test_alert_e_mail_goes_through_the_django_e_mail_backend(worker, server, mak
     wait_until(lambda: Delivery.objects.filter(channel="email", state="delivered").exists(), 20)
     text = "".join(p.read_text() for p in worker.mailbox.iterdir())
     assert "MAIL001" in text and "guard@example.org" in text and "chief@example.org" in text
+
+
+def test_a_hit_in_a_compat_format_raises_its_alert_too(worker, server, receiver, make_device):
+    from pathlib import Path
+
+    body = (Path("/work/shared/samples") / "openalpr_alpr_group.json").read_bytes()  # plate D2651BF
+    make_watchlist([{"value": "O265-1B8", "match": "lenient"}])  # the same plate, OCR-confusably written
+    make_webhook(receiver.url, SECRET)
+    device = make_device()
+    request = urllib.request.Request(f"{server.http}/api/v1/compat/openalpr/", body, method="POST",
+                                     headers={"Authorization": f"Device {device.issued.key}",
+                                              "Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+    wait_until(lambda: receiver.received, 20, what="the webhook")
+    assert [(r.alert["plate"], r.alert["device_id"]) for r in receiver.received] == [("D2651BF", device.id)]
+    assert receiver.received[0].signed_with(SECRET) and Alert.objects.count() == 1
