@@ -9,6 +9,7 @@ import json
 import threading
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 import websockets
@@ -93,6 +94,22 @@ def send_websocket(server, device, env: dict) -> None:
     asyncio.run(go())
 
 
+def send_socketio(server, device, env: dict) -> None:
+    """With the npm socket.io-client, as tests/realtime does (it exits on its own after 30 s; killed here)."""
+    import subprocess
+
+    from transport.auth import issue_token
+
+    script = Path(__file__).resolve().parents[1] / "realtime" / "sio_client.js"
+    node = subprocess.Popen(["node", str(script), server.http, issue_token(device)[0], json.dumps(env)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert json.loads(node.stdout.readline())["ack"]["status"] == "accepted"
+    finally:
+        node.kill()
+        node.wait()
+
+
 @pytest.fixture
 def send_mqtt(tmp_path):
     from tests.mqtt.conftest import RUNNING, BridgeProcess, Camera, Mosquitto
@@ -115,12 +132,12 @@ def send_mqtt(tmp_path):
     broker.stop()
 
 
-@pytest.mark.parametrize("via", ["rest", "websocket", "mqtt"])
+@pytest.mark.parametrize("via", ["rest", "websocket", "socketio", "mqtt"])
 def test_a_watchlist_hit_raises_one_alert_on_the_dashboard_and_a_signed_webhook(
     via, worker, server, dashboard, receiver, make_device, request
 ):
-    send = {"rest": send_rest, "websocket": send_websocket, "mqtt": lambda: request.getfixturevalue("send_mqtt")}[via]
-    send = send() if via == "mqtt" else send
+    send = {"rest": send_rest, "websocket": send_websocket, "socketio": send_socketio}.get(via)
+    send = send or request.getfixturevalue("send_mqtt")
     watchlist = make_watchlist([{"value": "ST0LEN1", "match": "lenient", "note": "stolen 2026-11-20"}])
     make_webhook(receiver.url, SECRET)
     device = make_device()
@@ -198,8 +215,6 @@ def test_alert_e_mail_goes_through_the_django_e_mail_backend(worker, server, mak
 
 
 def test_a_hit_in_a_compat_format_raises_its_alert_too(worker, server, receiver, make_device):
-    from pathlib import Path
-
     body = (Path("/work/shared/samples") / "openalpr_alpr_group.json").read_bytes()  # plate D2651BF
     make_watchlist([{"value": "O265-1B8", "match": "lenient"}])  # the same plate, OCR-confusably written
     make_webhook(receiver.url, SECRET)
