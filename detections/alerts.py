@@ -11,6 +11,7 @@ constraint decides, and only rows actually inserted are fanned out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterable
 from uuid import UUID
 
@@ -34,7 +35,7 @@ class _Hit:
     passage_id: int | None
     device_id: str
     plate: str
-    captured_at: object
+    captured_at: datetime
 
 
 def match(message_ids: Iterable[UUID | str]) -> list[Alert]:
@@ -94,11 +95,17 @@ def _insert(hits: list[_Hit]) -> list[int]:
         f"INSERT INTO {table} ({', '.join(ALERT_COLUMNS)}) VALUES {', '.join([row_sql] * len(rows))} "
         "ON CONFLICT DO NOTHING RETURNING id"
     )
-    params = [connection.ops.adapt_datetimefield_value(v) if hasattr(v, "tzinfo") and connection.vendor != "postgresql"
-              else v for row in rows for v in row]  # fmt: skip
+    params = [_adapt(v) for row in rows for v in row]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
+
+
+def _adapt(value):
+    """psycopg takes datetimes as they are; SQLite wants Django's text form."""
+    if isinstance(value, datetime) and connection.vendor != "postgresql":
+        return connection.ops.adapt_datetimefield_value(value)
+    return value
 
 
 class AlreadyAcknowledged(Exception):
