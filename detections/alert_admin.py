@@ -41,7 +41,8 @@ class WatchlistAdmin(admin.ModelAdmin):
     actions = ["export_csv"]
 
     def get_urls(self):
-        own = [path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="detections_watchlist_import")]
+        view = self.admin_site.admin_view(self.import_view)
+        own = [path("<int:pk>/import/", view, name="detections_watchlist_import")]
         return own + super().get_urls()
 
     def import_view(self, request, pk: int):

@@ -19,7 +19,9 @@ class Watchlist(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     active = models.BooleanField(default=True)
-    notify_emails = models.TextField(blank=True, help_text="Addresses e-mailed on each alert, comma or newline separated.")
+    notify_emails = models.TextField(
+        blank=True, help_text="Addresses e-mailed on each alert, comma or newline separated."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

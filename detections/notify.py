@@ -198,5 +198,5 @@ def _disable(hook: Webhook, reason: str) -> None:
                                                                  disabled_reason=reason):  # fmt: skip
         return  # another worker got there first and told the administrators
     log.warning("webhook %s (%s) disabled: %s", hook.id, hook.url, reason)
-    mail_admins(f"LPR webhook disabled: {hook.name}", f"The webhook {hook.name} ({hook.url}) was disabled.\n\n{reason}\n"
-                "Re-enable it in the admin once the receiver works again.", fail_silently=True)  # fmt: skip
+    body = f"The webhook {hook.name} ({hook.url}) was disabled.\n\n{reason}\nRe-enable it once the receiver works again."
+    mail_admins(f"LPR webhook disabled: {hook.name}", body, fail_silently=True)

@@ -33,6 +33,7 @@ from .models import Detection
 PERIODS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 WATERMARK_SLACK = timedelta(minutes=2)
 DAY_REFRESH = timedelta(hours=1)  # transactions committed late with an earlier received_at
+KEY_FIELDS = ["period", "start", "device_id", "protocol"]
 STAT_FIELDS = ["detections", "unique_plates", "accepted", "rejected", "latency_p50_ms", "latency_p95_ms"]
 
 
@@ -53,7 +54,8 @@ def rollup(period: str, start: datetime) -> int:
     accepted = Message.objects.filter(sent_at__gte=start, sent_at__lt=end).values("device_id", "received_via")
     for device_id, via, n in accepted.annotate(n=Count("*")).values_list("device_id", "received_via", "n"):
         stats.setdefault((device_id, via), {})["accepted"] = n
-    rejected = RejectedMessage.objects.filter(received_at__gte=start, received_at__lt=end).values("device_id", "transport")
+    rejected = RejectedMessage.objects.filter(received_at__gte=start, received_at__lt=end)
+    rejected = rejected.values("device_id", "transport")
     for device_id, transport, n in rejected.annotate(n=Count("*")).values_list("device_id", "transport", "n"):
         row = stats.setdefault((device_id or "", transport), {})
         row["rejected"] = row.get("rejected", 0) + n  # a deleted device's refusals join the unnamed ones
@@ -64,8 +66,8 @@ def rollup(period: str, start: datetime) -> int:
         for device_id, protocol in stats:
             stale = stale.exclude(device_id=device_id, protocol=protocol)
         stale.delete()
-        Rollup.objects.bulk_create(rows, update_conflicts=True, unique_fields=["period", "start", "device_id", "protocol"],
-                                   update_fields=[*STAT_FIELDS, "computed_at"])  # fmt: skip
+        Rollup.objects.bulk_create(rows, update_conflicts=True, unique_fields=KEY_FIELDS,
+                                   update_fields=[*STAT_FIELDS, "computed_at"])
     return len(rows)
 
 
@@ -86,7 +88,8 @@ def _detection_stats(start: datetime, end: datetime) -> list[tuple]:
             return cursor.fetchall()
     groups: dict[tuple[str, str], tuple[list, set, list]] = {}
     rows = Detection.objects.filter(captured_at__gte=start, captured_at__lt=end)
-    for device_id, via, plate, latency in rows.values_list("device_id", "received_via", "plate_normalized", "latency_ms"):
+    columns = ("device_id", "received_via", "plate_normalized", "latency_ms")
+    for device_id, via, plate, latency in rows.values_list(*columns):
         latencies, plates, count = groups.setdefault((device_id, via), ([], set(), [0]))
         plates.add(plate)
         count[0] += 1
