@@ -1,14 +1,19 @@
 """Real-time ingest: acked messages/s over 50 WebSocket and 50 Socket.IO connections, and ack latency at a fixed load.
 
-    .venv/bin/python bench/realtime.py [--seconds 8] [--connections 50] [--window 64] [--rate 1000] [--redis URL]
+    .venv/bin/python bench/realtime.py [--seconds 8] [--connections 50] [--window 64] [--rate 1000]
+                                       [--phases ws,sio,latency] [--redis URL]
+    BENCH_DATA_TYPE=health .venv/bin/python bench/realtime.py      # health payloads instead of detections
 
 Starts one Daphne process on a fresh PostgreSQL database (`lpr_bench_realtime`)
 serving the real application plus two bare echo endpoints (a Channels
 consumer at /ws/echo/ and a Socket.IO namespace /echo that acknowledge
 each message with itself, no database), so each figure is printed beside
 the ceiling of the same server, transport and client measured in the same
-run. Each connection keeps `--window` messages unacknowledged; the latency
-phase sends `--rate` messages/s open-loop, spread over 10 connections.
+run. The load comes from Node (socket.io-client and its `ws`, from
+node_modules), so the client does not eat the server's CPU. Each connection
+keeps `--window` messages unacknowledged; the latency phase sends `--rate`
+messages/s open-loop, spread over 10 connections. Without `--redis` the
+server runs on the embedded defaults (in-memory channel layer, eager Celery).
 """
 
 from __future__ import annotations
