@@ -5,8 +5,10 @@ in-memory channel layer, eager Celery, embedded MQTT broker), then speaks
 to it as a camera and as an administrator's browser would.
 """
 
+import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,11 +17,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+import requests
+import websockets
 
 from tests.factories import envelope
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN_PASSWORD = "run-test-pw-42"
 pytestmark = pytest.mark.slow
 
 
@@ -42,7 +48,7 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
 def embedded_server(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "MQTT_URL", "DJANGO_SETTINGS_MODULE"}}
-    env.update(VAR_DIR=str(tmp_path / "var"), PORT=str(port), MQTT_EMBEDDED_PORT=str(free_port()), ADMIN_PASSWORD="run-test-pw-42")
+    env.update(VAR_DIR=str(tmp_path / "var"), PORT=str(port), MQTT_EMBEDDED_PORT=str(free_port()), ADMIN_PASSWORD=ADMIN_PASSWORD)
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen([str(ROOT / "scripts/run")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -72,11 +78,7 @@ def test_run_command_serves_cameras_admin_and_static_files_on_embedded_defaults(
     base, env = embedded_server
     assert (tmp_path / "var" / "lpr.sqlite3").exists()
 
-    created = subprocess.run(
-        [str(ROOT / ".venv/bin/python"), "manage.py", "create_device", "RUNCAM1", "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    key = json.loads(created.stdout)["key"]
+    key = _create_device(env, "RUNCAM1")
     status, body = http(
         "POST", base + "/api/v1/ingest/", json.dumps(envelope("RUNCAM1")).encode(),
         {"Authorization": f"Device {key}", "Content-Type": "application/json"},
@@ -87,3 +89,60 @@ def test_run_command_serves_cameras_admin_and_static_files_on_embedded_defaults(
     assert http("GET", base + "/admin/login/")[0] == 200
     assert http("GET", base + "/static/css/site.css")[0] == 200
     assert http("GET", base + "/api/docs/")[0] == 200
+
+
+def _create_device(env: dict, device_id: str) -> str:
+    created = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "manage.py", "create_device", device_id, "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(created.stdout)["key"]
+
+
+def _operator_cookie(base: str) -> str:
+    session = requests.Session()
+    login = session.get(base + "/accounts/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+    session.post(base + "/accounts/login/", data={"username": "admin", "password": ADMIN_PASSWORD, "csrfmiddlewaretoken": token},
+                 headers={"Referer": base + "/accounts/login/"})  # fmt: skip
+    return "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+
+
+def test_mqtt_on_the_embedded_broker_is_stored_acked_and_live_on_the_dashboard(embedded_server):
+    """One process, no Redis: the in-process bridge's detections must reach the dashboards this server holds."""
+    base, env = embedded_server
+    key = _create_device(env, "RUNCAM2")
+    cookie = _operator_cookie(base)
+    assert "sessionid" in cookie
+    acks: list[dict] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="runcam2", protocol=mqtt.MQTTv311)
+    client.username_pw_set("RUNCAM2", key)
+    client.on_message = lambda c, u, msg: acks.append(json.loads(msg.payload))
+    client.connect("127.0.0.1", int(env["MQTT_EMBEDDED_PORT"]))
+    client.subscribe("lpr/v1/devices/RUNCAM2/down/ack", qos=1)
+    client.loop_start()
+    env_ = envelope("RUNCAM2", protocol="mqtt", payload={"plate": "MQ 77 RUN", "confidence": 0.9})
+
+    async def watch_dashboard():
+        ws_url = base.replace("http", "ws") + "/ws/dashboard/"
+        async with websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": base}) as dash:
+            await asyncio.sleep(0.3)
+            client.publish("lpr/v1/devices/RUNCAM2/up/detection", json.dumps(env_), qos=1)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                frame = json.loads(await asyncio.wait_for(dash.recv(), deadline - time.monotonic()))
+                for event in frame.get("events", []):
+                    if event.get("message_id") == env_["message_id"]:
+                        return event
+        return None
+
+    try:
+        event = asyncio.run(watch_dashboard())
+        deadline = time.monotonic() + 10
+        while not acks and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert event is not None and event["type"] == "detection" and event["device_id"] == "RUNCAM2"
+    assert [(a["message_id"], a["status"]) for a in acks] == [(env_["message_id"], "accepted")]

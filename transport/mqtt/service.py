@@ -13,6 +13,7 @@ import logging
 import socket
 import subprocess
 import sys
+import threading
 from typing import Callable
 
 from django.conf import settings
@@ -38,6 +39,9 @@ def start_beside_server(host: str, web_port: int) -> Callable[[], None]:
         url = broker.url
     # Stable per server (host and port), so a restart resumes the broker session and gets what was queued.
     client_id = f"lpr-bridge-{socket.gethostname()}-{web_port}"
+    if not settings.REDIS_URL:
+        stop_bridge = _bridge_thread(url, client_id)
+        return lambda: (stop_bridge(), broker.stop() if broker else None)
     bridge = subprocess.Popen(
         [sys.executable, "manage.py", "run_mqtt_bridge", "--url", url, "--client-id", client_id], cwd=settings.BASE_DIR
     )
@@ -54,3 +58,22 @@ def start_beside_server(host: str, web_port: int) -> Callable[[], None]:
             broker.stop()
 
     return stop
+
+
+def _bridge_thread(url: str, client_id: str) -> Callable[[], None]:
+    """The bridge on a thread of this process: without REDIS_URL the channel layer lives in this
+    process's memory, so only an in-process bridge's detections reach the dashboards it serves."""
+    from .bridge import Bridge, Limits
+    from .client import SESSION_EXPIRY_S, BrokerAddress
+
+    stop = threading.Event()
+    bridge = Bridge(BrokerAddress.from_url(url), client_id, None, Limits(), SESSION_EXPIRY_S)
+    thread = threading.Thread(target=bridge.run, args=(stop,), name="lpr-mqtt-bridge", daemon=True)
+    thread.start()
+    log.info("MQTT bridge running in this process (no REDIS_URL: one in-memory channel layer)")
+
+    def halt() -> None:
+        stop.set()
+        thread.join(BRIDGE_STOP_TIMEOUT_S)
+
+    return halt

@@ -1,6 +1,8 @@
 from daphne.cli import CommandLineInterface
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from devices import watch
 from transport.mqtt.service import start_beside_server
 
 
@@ -12,11 +14,17 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--access-log", action="store_true", help="log every request to stdout (costs throughput)")
         parser.add_argument("--no-mqtt", action="store_true", help="start no MQTT bridge or broker (run_mqtt_bridge runs elsewhere)")
+        parser.add_argument("--no-watch", action="store_true", help="run no device watch loop here (run_device_watch runs elsewhere)")
 
-    def handle(self, *args, host, port, access_log, no_mqtt, **opts):
+    def handle(self, *args, host, port, access_log, no_mqtt, no_watch, **opts):
         logging = ["--access-log", "-"] if access_log else ["-v", "0"]
         stop_mqtt = (lambda: None) if no_mqtt else start_beside_server(host, port)
+        # Presence, offline detection, command re-sends and expiry need a loop; without REDIS_URL presence
+        # lives in this process's memory, so the loop must run here. Passes are idempotent across processes.
+        stop_watch = None if no_watch else watch.start_thread(settings.DEVICE_WATCH_INTERVAL_S)
         try:
             CommandLineInterface().run(["-b", host, "-p", str(port), "--proxy-headers", *logging, "lpr_server.asgi:application"])
         finally:
+            if stop_watch:
+                stop_watch.set()
             stop_mqtt()
