@@ -121,17 +121,20 @@ class Pacer:
         self._loop = loop
         self._items: list = []
         self._lock = threading.Lock()
-        self._armed = False
+        self._armed_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on, if any
         self._last = float("-inf")
         self._task: asyncio.Task | None = None  # held so the flush is not garbage-collected mid-flight
 
     def add(self, items: Iterable) -> None:
         with self._lock:
             self._items.extend(items)
-            if self._armed or not self._items:
+            if not self._items:
                 return
-            self._armed = True
-        loop = self._loop or live_loop()
+            loop = self._loop or live_loop()
+            # Armed on another loop means a private loop the server's has replaced: it will not flush.
+            if self._armed_on is loop:
+                return
+            self._armed_on = loop
         loop.call_soon_threadsafe(self._arm, loop)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -151,16 +154,17 @@ class Pacer:
             log.exception("live: could not deliver %d item(s)", len(items))
         finally:
             with self._lock:
-                again = bool(self._items)
-                self._armed = again
-            if again:
-                self._arm(loop)
+                target = (self._loop or live_loop()) if self._items else None
+                self._armed_on = target
+            if target is not None:
+                target.call_soon_threadsafe(self._arm, target)
 
 
 async def _send_to_dashboards(events: list[dict]) -> None:
     layer = get_channel_layer()
     for start in range(0, len(events), GROUP_SEND_CHUNK):
-        await layer.group_send(DASHBOARD_GROUP, {"type": "live.events", "events": events[start : start + GROUP_SEND_CHUNK]})
+        chunk = events[start : start + GROUP_SEND_CHUNK]
+        await layer.group_send(DASHBOARD_GROUP, {"type": "live.events", "events": chunk})
 
 
 _dashboards = Pacer(_send_to_dashboards)

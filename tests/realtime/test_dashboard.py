@@ -130,3 +130,29 @@ def test_bursts_leave_each_process_as_few_group_sends_in_order():
         mine = [i for i in items if i // 1000 == k]
         assert mine == sorted(mine)
     assert len(flushed) <= 5  # 2,000 events in a burst: a handful of sends, not 2,000
+
+
+def test_events_published_while_the_server_loop_takes_over_are_all_delivered(monkeypatch):
+    # In a server, work published before the first connection (the in-process MQTT bridge) starts a
+    # private loop; the first connection binds the server's loop and stops the private one.
+    monkeypatch.setattr(live, "_loop", None)
+    monkeypatch.setattr(live, "_loop_is_private", False)
+    got: list[int] = []
+
+    async def flush(items):
+        got.extend(items)
+
+    pacer = live.Pacer(flush, interval=0.05)
+    pacer.add([1, 2])
+    private = live.live_loop()
+    server = asyncio.new_event_loop()
+    threading.Thread(target=server.run_forever, daemon=True).start()
+    pacer.add([3])
+    live.bind_loop(server)
+    pacer.add([4])
+    deadline = time.monotonic() + 5
+    while len(got) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.call_soon_threadsafe(server.stop)
+    assert sorted(got) == [1, 2, 3, 4]
+    assert live.live_loop() is server and not private.is_running()
