@@ -31,7 +31,7 @@ Levels, best first: the realtime transport (``websocket`` or ``socketio``),
   higher level, for ``up_after`` consecutive evaluations, and at least
   ``min_dwell_s`` after the previous switch. A signal that oscillates around a
   threshold therefore never makes the device flap.
-* Offline: after ``offline_retry_s`` (doubling up to 60 s while it keeps
+* Offline: after ``offline_retry_s`` (doubling up to ``offline_retry_max_s``, 60 s, while it keeps
   failing) the selector retries mqtt.
 * A ``switch_protocol`` command forces a level and holds it for ``hold_s``
   (failures still move it down).
@@ -167,6 +167,7 @@ class ProtocolSelector:
         min_dwell_s: float = 30.0,
         high_latency_ms: float = 1500.0,
         offline_retry_s: float = 5.0,
+        offline_retry_max_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if top not in REALTIME:
@@ -175,7 +176,7 @@ class ProtocolSelector:
         self.fixed = fixed
         self.up_after, self.down_after = up_after, down_after
         self.min_dwell_s, self.high_latency_ms = min_dwell_s, high_latency_ms
-        self.offline_retry_s = offline_retry_s
+        self.offline_retry_s, self.offline_retry_max_s = offline_retry_s, offline_retry_max_s
         self._clock = clock
         self.current = fixed or top
         self.stats = LinkStats()
@@ -263,7 +264,7 @@ class ProtocolSelector:
         return 0 if name in REALTIME else self.levels.index(name)
 
     def _maybe_retry(self) -> Switch | None:
-        wait = min(60.0, self.offline_retry_s * 2 ** max(0, self._offline_failures - 1))
+        wait = min(self.offline_retry_max_s, self.offline_retry_s * 2 ** max(0, self._offline_failures - 1))
         if self._clock() - self._since < wait:
             return None
         return self._switch(self.fixed or "mqtt", "offline retry")

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from .client import EdgeClient
 from .plates import PlateStream
+from .selector import ProtocolSelector
 
 PROTOCOLS = ("auto", "websocket", "socketio", "rest", "mqtt")
 # An 8x8 grey JPEG: what the simulated cameras stream when an operator watches.
@@ -89,6 +90,21 @@ class MessageLog:
         self._fh.close()
 
 
+def selector_for(args: argparse.Namespace) -> ProtocolSelector:
+    fixed = None if args.protocol == "auto" else args.protocol
+    return ProtocolSelector(
+        top=fixed if fixed in ("websocket", "socketio") else args.realtime, fixed=fixed,
+        up_after=args.up_after, down_after=args.down_after, min_dwell_s=args.min_dwell,
+        offline_retry_s=args.offline_retry, offline_retry_max_s=args.offline_retry_max,
+    )
+
+
+def transport_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    ack = {"ack_timeout_s": args.ack_timeout}
+    return {"websocket": {**ack, "url": args.ws_server or args.server}, "socketio": ack,
+            "mqtt": ack, "rest": {"timeout_s": args.ack_timeout}}
+
+
 class Camera:
     def __init__(self, args: argparse.Namespace, cred: dict[str, Any], seed: int) -> None:
         device_id = cred["device_id"]
@@ -104,6 +120,8 @@ class Camera:
             outbox_path=os.path.join(args.state_dir, f"{device_id}.outbox.sqlite"),
             compression=args.compression, on_event=self.log, on_command=self.on_command,
             on_video=self.on_video, evaluate_interval_s=args.evaluate_interval,
+            selector=selector_for(args), probe_interval_s=args.probe_interval,
+            transport_options=transport_options(args),
         )
         self._video: asyncio.Task[None] | None = None
 
@@ -245,6 +263,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--state-dir", default="sim-state")
     p.add_argument("--health-interval", type=float, default=10.0)
     p.add_argument("--evaluate-interval", type=float, default=5.0)
+    p.add_argument("--probe-interval", type=float, default=15.0,
+                   help="seconds between asking for the recommendation below the top level")
+    p.add_argument("--up-after", type=int, default=3, help="evaluations before moving up")
+    p.add_argument("--down-after", type=int, default=2, help="evaluations before moving down")
+    p.add_argument("--min-dwell", type=float, default=30.0, help="seconds on a level before moving up")
+    p.add_argument("--offline-retry", type=float, default=5.0, help="seconds offline before retrying")
+    p.add_argument("--offline-retry-max", type=float, default=60.0, help="cap of the retry backoff")
+    p.add_argument("--ack-timeout", type=float, default=10.0,
+                   help="seconds to wait for an ack (REST: for the answer) before the link counts as failed")
+    p.add_argument("--ws-server", help="base URL for WebSocket only (default --server)")
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for acks at the end")
     p.add_argument("--compression", action="store_true", help="gzip payloads")
     p.add_argument("--encrypt", action="store_true", help="Fernet with each payload_key")

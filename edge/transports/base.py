@@ -111,6 +111,7 @@ class AckWaiter:
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(exc)
+                fut.exception()  # a send that gave up on this ack no longer awaits it: no "never retrieved"
         self._pending.clear()
 
     async def gather(self, futs: dict[str, "asyncio.Future[Ack]"], timeout: float) -> list[Ack]:

@@ -35,6 +35,7 @@ class WebSocketTransport(Transport):
     def __init__(
         self, device: DeviceIdentity, on_push: PushHandler | None = None, *,
         api: DeviceApi | None = None, ack_timeout_s: float = 10.0, open_timeout_s: float = 10.0,
+        url: str | None = None,
     ) -> None:
         super().__init__(device, on_push)
         self.api = api or DeviceApi(device)
@@ -44,6 +45,7 @@ class WebSocketTransport(Transport):
         self._reader: asyncio.Task[None] | None = None
         self._acks = AckWaiter()
         self.close_code: int | None = None
+        self.url = url or device.server_url  # another address for the socket (a proxy, a tester)
 
     @property
     def connected(self) -> bool:
@@ -58,7 +60,7 @@ class WebSocketTransport(Transport):
             token = await self.api.token(refresh=refresh)
             try:
                 self._ws = await connect(
-                    ws_url(self.device.server_url, token), open_timeout=self.open_timeout_s,
+                    ws_url(self.url, token), open_timeout=self.open_timeout_s,
                     proxy=None, max_size=2 ** 20, ping_interval=20, ping_timeout=20,
                 )
                 break
