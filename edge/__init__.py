@@ -13,6 +13,8 @@ A camera::
                         protocol="auto")        # or websocket|socketio|rest|mqtt
     await client.start()
     await client.send_detection("AB123CD", 0.93, region="it")
+    ref = await client.upload_image(jpeg_bytes)   # REST, returns the image_ref
+    await client.send_detection("AB123CD", 0.93, image_ref=ref)
     await client.send_health(cpu_percent=31.5, network={"bandwidth_kbps": 4000})
     ...
     await client.stop(drain_timeout_s=5)
@@ -30,6 +32,8 @@ Simulator and fault injection::
     python -m edge.simulate --server http://127.0.0.1:8000 --cameras 50 --rate 2 \
         --protocol auto --mqtt mqtt://127.0.0.1:1883 --duration 60 \
         --credentials devices.json --state-dir sim-state
+        # tests shorten the selector: --evaluate-interval 0.5 --probe-interval 1 --up-after 2
+        # --min-dwell 3 --offline-retry 0.5 --offline-retry-max 2 --ack-timeout 5 --ws-server URL
     python -m edge.faultproxy --target 127.0.0.1:8000     # prints {"listen", "control"}
 
 ``devices.json`` is ``[{"device_id", "key", "payload_key"}, ...]`` (or those

@@ -121,6 +121,12 @@ class EdgeClient:
                            error: str | None = None) -> str:
         return self.commands.answer(command_id, status, result, error)
 
+    async def upload_image(self, data: bytes, content_type: str = "image/jpeg") -> str:
+        """Upload a picture over REST (whatever the current transport) and return its
+        ``image_ref`` for ``send_detection(..., image_ref=...)``. Images are not queued in
+        the outbox: on failure this raises TransportError and the caller decides."""
+        return await self.api.upload_image(data, content_type)
+
     async def send_frame(self, jpeg: bytes) -> None:
         if self._transport is not None and self._transport.connected:
             await self._transport.send_frame(jpeg)

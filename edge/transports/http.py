@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from typing import Any
 
 import aiohttp
@@ -61,11 +62,13 @@ class DeviceApi:
     async def request(
         self, method: str, path: str, *, json_body: Any = None,
         params: dict[str, Any] | None = None, timeout_s: float | None = None,
+        body: bytes | None = None, content_type: str | None = None,
     ) -> ApiResponse:
-        """One call; network failures and timeouts become TransportError."""
+        """One call (``json_body``, or raw ``body`` of ``content_type``); network failures and
+        timeouts become TransportError."""
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
-        data = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        data = body if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        headers = {"Content-Type": content_type or "application/json"} if data is not None else {}
         if self.sign:
             headers.update(signature_headers(self.device.key, data or b""))
         try:
@@ -123,10 +126,30 @@ class DeviceApi:
         _raise_for(resp)
         return resp.body if isinstance(resp.body, dict) else {}
 
+    async def upload_image(self, data: bytes, content_type: str = "image/jpeg") -> str:
+        """``POST /images/`` (multipart ``image``, JPEG or PNG up to 5 MiB): the ``image_ref``."""
+        body, multipart_type = multipart_file("image", data, content_type)
+        resp = await self.request("POST", "/images/", body=body, content_type=multipart_type,
+                                  timeout_s=max(self.timeout_s, 30.0))
+        _raise_for(resp)
+        if not isinstance(resp.body, dict) or "image_ref" not in resp.body:
+            raise TransportError("server_error", f"image upload: HTTP {resp.status} without image_ref")
+        return str(resp.body["image_ref"])
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def multipart_file(field: str, data: bytes, content_type: str) -> tuple[bytes, str]:
+    """One file as a multipart/form-data body, built here so a signed request can sign its bytes."""
+    boundary = uuid.uuid4().hex
+    extension = "png" if content_type == "image/png" else "jpg"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{field}.{extension}"\r\nContent-Type: {content_type}\r\n\r\n')
+    body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def _json_or_text(raw: bytes) -> Any:
