@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -23,16 +22,13 @@ import requests
 import websockets
 
 from tests.factories import envelope
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "run-test-pw-42"
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:

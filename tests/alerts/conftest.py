@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.realtime.conftest import free_port, tests_database_url, wait_until
+from tests.realtime.conftest import free_port, server_database_url, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_ENV = {"ALERT_WEBHOOK_TIMEOUT_S": "1", "ALERT_WEBHOOK_BACKOFF_S": "0.5", "ALERT_WEBHOOK_MAX_ATTEMPTS": "3",
@@ -52,7 +52,7 @@ class Worker:
 def start_worker(log_dir: Path, **env_overrides: str) -> Worker:
     from django.conf import settings
 
-    env = {**os.environ, "DATABASE_URL": tests_database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO",
+    env = {**os.environ, "DATABASE_URL": server_database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO",
            "PYTHONUNBUFFERED": "1", **WORKER_ENV, **env_overrides}  # fmt: skip
     env.pop("DJANGO_SETTINGS_MODULE", None)
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"

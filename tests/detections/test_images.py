@@ -7,7 +7,6 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from conftest import CameraClient
 from detections.models import Detection, Image
 from tests.factories import UserFactory, envelope
 

@@ -42,7 +42,8 @@ def test_exactly_what_is_past_its_age_is_removed(ages, django_capture_on_commit_
     device = DeviceFactory()
     second = timedelta(seconds=1)
     day90, day30, day7 = NOW - timedelta(days=90), NOW - timedelta(days=30), NOW - timedelta(days=7)
-    old = [ingest(device, f"OLD{n}", day90 - second - timedelta(minutes=n)) for n in range(5)]
+    for n in range(5):
+        ingest(device, f"OLD{n}", day90 - second - timedelta(minutes=n))
     kept = [ingest(device, "KEEP1", day90 + second), ingest(device, "KEEP2", NOW - timedelta(days=1))]
     old_image, new_image = _image(device, day30 - second), _image(device, day30 + second)
     Detection.objects.filter(message_id=kept[0]).update(image=old_image)

@@ -21,7 +21,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.factories import envelope
-from tests.mqtt.conftest import BridgeProcess, Camera, Mosquitto, bridge_database_url, wait_until
+from tests.mqtt.conftest import BridgeProcess, Camera, Mosquitto, server_database_url, wait_until
 from tests.realtime.conftest import start_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,7 +201,7 @@ def watcher(tmp_path, broker):
     def start(**env: str) -> subprocess.Popen:
         from django.conf import settings
 
-        full = {**os.environ, "DATABASE_URL": bridge_database_url(), "REDIS_URL": settings.REDIS_URL,
+        full = {**os.environ, "DATABASE_URL": server_database_url(), "REDIS_URL": settings.REDIS_URL,
                 "MQTT_URL": broker.url, "PYTHONUNBUFFERED": "1", **env}  # fmt: skip
         log = open(tmp_path / f"watch-{len(procs)}.log", "w")
         proc = subprocess.Popen([sys.executable, "manage.py", "run_device_watch", "--interval", "0.2"], cwd=REPO,

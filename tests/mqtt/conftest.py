@@ -14,40 +14,22 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 import paho.mqtt.client as mqtt
 import pytest
+
+from tests.support import free_port, server_database_url, wait_until  # noqa: F401 (re-exported to the MQTT tests)
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_BROKER = ("127.0.0.1", 1883)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
-def bridge_database_url(**overrides) -> str:
-    from django.db import connection
-
-    s = {**connection.settings_dict, **overrides}
-    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 RUNNING: list["BridgeProcess"] = []
@@ -68,7 +50,7 @@ class BridgeProcess:
     def __init__(self, log_dir: Path, url: str, client_id: str, *args: str, database_url: str | None = None):
         self.log_path = log_dir / f"bridge-{client_id}-{uuid.uuid4().hex[:6]}.log"
         self.args = ["--url", url, "--client-id", client_id, *args]
-        env = {**os.environ, "DATABASE_URL": database_url or bridge_database_url(), "LOG_LEVEL": "INFO",
+        env = {**os.environ, "DATABASE_URL": database_url or server_database_url(), "LOG_LEVEL": "INFO",
                "PYTHONUNBUFFERED": "1", "DB_CONN_MAX_AGE": "60"}  # fmt: skip
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(

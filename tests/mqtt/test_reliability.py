@@ -20,7 +20,7 @@ from detections.models import Detection
 from tests.factories import envelope
 from transport.models import Message
 
-from .conftest import REPO, BridgeProcess, Camera, bridge_database_url, wait_until
+from .conftest import REPO, BridgeProcess, Camera, server_database_url, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -106,7 +106,7 @@ def db_proxy():
 def test_database_outage_under_load_loses_nothing(fast_devices, mosquitto, tmp_path, db_proxy):
     proxy_port, proxy = db_proxy
     broker = mosquitto()
-    bridge = BridgeProcess(tmp_path, broker.url, "outage-bridge", database_url=bridge_database_url(HOST="127.0.0.1",
+    bridge = BridgeProcess(tmp_path, broker.url, "outage-bridge", database_url=server_database_url(HOST="127.0.0.1",
                            PORT=proxy_port)).wait_subscribed()  # fmt: skip
     stream = Stream(broker.port, fast_devices, 1500, per_s=500)
 
@@ -129,7 +129,7 @@ def test_a_bridge_killed_while_the_database_is_down_leaves_its_batch_to_the_next
                                                                                   db_proxy):  # fmt: skip
     proxy_port, proxy = db_proxy
     broker = mosquitto()
-    database_url = bridge_database_url(HOST="127.0.0.1", PORT=proxy_port)
+    database_url = server_database_url(HOST="127.0.0.1", PORT=proxy_port)
     bridge = BridgeProcess(tmp_path, broker.url, "outage-kill", database_url=database_url).wait_subscribed()
     stream = Stream(broker.port, fast_devices, 600, per_s=300)
     # Some stored first, so the bridge knows the devices (cached 5 s) and it is the pipeline that fails.

@@ -12,7 +12,7 @@ import pytest
 from tests.factories import envelope
 from transport.models import Message
 
-from .conftest import REPO, Camera, bridge_database_url, free_port, wait_until
+from .conftest import REPO, Camera, server_database_url, free_port, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 def test_serve_without_mqtt_url_runs_an_embedded_broker_and_bridge_and_stops_them(device, tmp_path):
     web_port, mqtt_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "MQTT_URL"}
-    env.update(DATABASE_URL=bridge_database_url(), MQTT_EMBEDDED_PORT=str(mqtt_port), LOG_LEVEL="INFO")
+    env.update(DATABASE_URL=server_database_url(), MQTT_EMBEDDED_PORT=str(mqtt_port), LOG_LEVEL="INFO")
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(web_port)], cwd=REPO, env=env,

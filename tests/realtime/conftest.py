@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,32 +22,16 @@ from typing import Any, Callable
 
 import pytest
 
+from tests.support import free_port, server_database_url, wait_until  # noqa: F401 (re-exported to the real-time tests)
+
 REPO = Path(__file__).resolve().parents[2]
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF\x00" + b"\x11" * 2000 + b"\xff\xd9"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, every: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
-def tests_database_url() -> str:
-    from django.db import connection
-
-    s = connection.settings_dict
-    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 @dataclass
@@ -89,7 +72,7 @@ def start_server(log_dir: Path, command: list[str] | None = None, **env_override
     from django.conf import settings
 
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": tests_database_url(), "REDIS_URL": settings.REDIS_URL,
+    env = {**os.environ, "DATABASE_URL": server_database_url(), "REDIS_URL": settings.REDIS_URL,
            "DEVICE_RATE_BURST": "1000", "REALTIME_PING_INTERVAL_S": "0.5", "LOG_LEVEL": "WARNING",
            "MQTT_EMBEDDED_PORT": str(free_port()), "PYTHONUNBUFFERED": "1", **env_overrides}  # fmt: skip
     env.pop("DJANGO_SETTINGS_MODULE", None)

@@ -1,7 +1,6 @@
 """The rest of the camera-facing REST API: images, config, commands, protocol, token."""
 
 import io
-import json
 import threading
 import time
 
@@ -11,7 +10,6 @@ from PIL import Image as PILImage
 
 from detections.models import Detection, Image
 from devices import commands
-from devices.models import Command, HealthLog
 from tests.factories import envelope
 from transport import auth
 

@@ -15,7 +15,7 @@ from django.test import Client
 
 from conftest import CameraClient
 from detections.models import Detection
-from devices.models import Command, HealthLog, ReportedConfig
+from devices.models import HealthLog, ReportedConfig
 from tests.factories import envelope
 from transport import auth
 from transport.models import Message, RejectedMessage

@@ -23,7 +23,11 @@ class Command(BaseCommand):
         # lives in this process's memory, so the loop must run here. Passes are idempotent across processes.
         stop_watch = None if no_watch else watch.start_thread(settings.DEVICE_WATCH_INTERVAL_S)
         try:
-            CommandLineInterface().run(["-b", host, "-p", str(port), "--proxy-headers", *logging, "lpr_server.asgi:application"])
+            # Cameras hold their WebSocket for weeks: no Daphne-imposed lifetime (its default closes them after 24 h).
+            CommandLineInterface().run(
+                ["-b", host, "-p", str(port), "--proxy-headers", "--websocket_timeout", "-1", *logging,
+                 "lpr_server.asgi:application"]
+            )  # fmt: skip
         finally:
             if stop_watch:
                 stop_watch.set()
