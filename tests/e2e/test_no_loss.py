@@ -83,8 +83,10 @@ def stack(tmp_path, settings):
                               # here) and the machine's PostgreSQL is shared: max_connections 100.
                               DB_CONN_MAX_AGE="0")  # fmt: skip
         started.append(server)
-        proxies = {name: FaultProxy(port, tmp_path, name)
-                   for name, port in (("ws", server.port), ("rest", server.port), ("mqtt", broker.port))}
+        proxies = {
+            name: FaultProxy(port, tmp_path, name)
+            for name, port in (("ws", server.port), ("rest", server.port), ("mqtt", broker.port))
+        }
         started.extend(proxies.values())
         yield broker, bridge, server, proxies
     finally:
@@ -93,10 +95,6 @@ def stack(tmp_path, settings):
 
 
 def test_twenty_cameras_lose_nothing_and_duplicate_nothing_through_every_failure(stack, make_device, tmp_path):
-    from detections.models import Detection
-    from devices.models import ProtocolSwitch
-    from transport.models import Message
-
     broker, bridge, server, proxies = stack
     devices = [make_device() for _ in range(CAMERAS)]
     ids = [d.id for d in devices]
@@ -169,30 +167,44 @@ def test_twenty_cameras_lose_nothing_and_duplicate_nothing_through_every_failure
         exits = [sim.stop(90) if sim.alive() else None for sim in sims]
     assert exits == [0, 0], "\n".join(sim.output() for sim in sims)
 
-    # The reconciliation: each camera's own log against the database.
-    logs = read_logs(state_dirs)
+    assert_reconciled(ids, read_logs(state_dirs), unlogged_ok={ids[-1]: queued_at_kill})
+    lone_stored = stored_ids(ids[-1])
+    assert queued_at_kill and queued_at_kill <= lone_stored, "the killed camera's queue was not delivered"
+    assert_switches_recorded(ids, ("rest", "mqtt", "offline", "websocket"))
+
+
+def stored_ids(device_id: str, **filters) -> set[str]:
+    from transport.models import Message
+
+    return set(map(str, Message.objects.filter(device_id=device_id, **filters).values_list("message_id", flat=True)))
+
+
+def assert_reconciled(ids: list[str], logs, unlogged_ok: dict[str, set[str]]) -> None:
+    """Every message a camera logged as produced (less those it shed) is in the ledger once, and nothing else is;
+    every stored detection is there once. `unlogged_ok`: messages a SIGKILL may have left out of a log."""
+    from detections.models import Detection
+
     assert set(logs) == set(ids)
     for device_id, cam in logs.items():
         assert len(cam.produced) == len(set(cam.produced)), f"{device_id} logged a message_id twice"
-        expected = set(cam.produced) - cam.dropped
-        stored = set(map(str, Message.objects.filter(device_id=device_id).values_list("message_id", flat=True)))
+        expected, stored = set(cam.produced) - cam.dropped, stored_ids(device_id)
         assert expected - stored == set(), f"{device_id} lost {len(expected - stored)} of {len(expected)}"
         # A SIGKILL between the outbox write and the log line leaves a queued message the log never saw.
-        unlogged = stored - set(cam.produced) - (queued_at_kill if device_id == ids[-1] else set())
+        unlogged = stored - set(cam.produced) - unlogged_ok.get(device_id, set())
         assert unlogged == set(), f"{device_id}: stored messages it never produced"
         detections = Counter(
             str(m) for m in Detection.objects.filter(device_id=device_id).values_list("message_id", flat=True)
         )  # fmt: skip
-        produced_detections = set(
-            str(m) for m in Message.objects.filter(device_id=device_id, data_type="detection").values_list(
-                "message_id", flat=True)
-        )  # fmt: skip
-        assert set(detections) == produced_detections and max(detections.values()) == 1, device_id
-    lone_stored = set(map(str, Message.objects.filter(device_id=ids[-1]).values_list("message_id", flat=True)))
-    assert queued_at_kill and queued_at_kill <= lone_stored, "the killed camera's queue was not delivered"
+        assert set(detections) == stored_ids(device_id, data_type="detection"), device_id
+        assert max(detections.values()) == 1, f"{device_id}: a detection stored twice"
 
-    # Reported switches are stored by the server's device watch loop (a pass a second): wait for its pass.
-    wanted = {(device_id, level) for device_id in ids for level in ("rest", "mqtt", "offline", "websocket")}
+
+def assert_switches_recorded(ids: list[str], levels: tuple[str, ...]) -> None:
+    """The switches the cameras reported are stored (by the device watch loop, a pass a second: wait for it),
+    and the server observed switches of its own from the transports messages arrived over."""
+    from devices.models import ProtocolSwitch
+
+    wanted = {(device_id, level) for device_id in ids for level in levels}
     switches = ProtocolSwitch.objects.filter(device_id__in=ids)
 
     def missing() -> set:
@@ -202,4 +214,11 @@ def test_twenty_cameras_lose_nothing_and_duplicate_nothing_through_every_failure
         wait_until(lambda: not missing(), 15, every=0.25, what="the reported switches to be recorded")
     except AssertionError:
         assert missing() == set(), "switches the cameras reported and the server did not record"
-    assert switches.filter(source="server", to_transport="mqtt").exists(), "the server observed no switch itself"
+    # The server sees a switch when a one-second pass finds a device's messages on another transport; a camera
+    # that passed through REST within a second of leaving it may not be seen there, so only some are required.
+    observed = set(switches.filter(source="server").values_list("device_id", "to_transport"))
+    for level in ("mqtt", "websocket"):
+        assert {d for d, to in observed if to == level} == set(ids), (
+            f"the server did not see every camera move to {level}"
+        )
+    assert any(to == "rest" for _, to in observed), "the server saw no camera move to rest"
