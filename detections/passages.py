@@ -151,6 +151,8 @@ def _gap(p: _Open, at: datetime) -> float:
 
 
 def _open_passages(reads: list[Read], win: timedelta) -> list[_Open]:
+    if connection.vendor == "postgresql":
+        return _open_passages_near(reads, win)
     span: dict[str, tuple[datetime, datetime]] = {}
     for r in reads:
         low, high = span.get(r.device_id, (r.captured_at, r.captured_at))
@@ -160,6 +162,31 @@ def _open_passages(reads: list[Read], win: timedelta) -> list[_Open]:
         where |= Q(device_id=device_id, last_at__gte=low - win, first_at__lte=high + win)
     rows = Passage.objects.filter(where).values_list("id", "device_id", "plate_folded", "first_at", "last_at")
     return [_Open(*row) for row in rows]
+
+
+def _open_passages_near(reads: list[Read], win: timedelta) -> list[_Open]:
+    """Only the passages some read of the batch may join: near it in time and within the edit distance.
+
+    A passage gains a read only if some read is near it on both counts, so this
+    loads exactly the candidates; the database compares plates (fuzzystrmatch,
+    in C) instead of this process loading and indexing every open passage of a
+    busy camera on every batch.
+    """
+    k = getattr(settings, "PASSAGE_MAX_DISTANCE", 1)
+    table = connection.ops.quote_name(Passage._meta.db_table)
+    sql = (
+        f"SELECT DISTINCT p.id, p.device_id, p.plate_folded, p.first_at, p.last_at FROM {table} p "
+        "JOIN unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[]) AS r(device_id, low, high, folded) "
+        "ON p.device_id = r.device_id AND p.last_at >= r.low AND p.first_at <= r.high "
+        "AND levenshtein_less_equal(p.plate_folded, r.folded, %s) <= %s"
+    )
+    params = [
+        [r.device_id for r in reads], [r.captured_at - win for r in reads], [r.captured_at + win for r in reads],
+        [fold(r.plate_normalized) for r in reads], k, k,
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [_Open(*row) for row in cursor.fetchall()]
 
 
 def _create(new: list[_Open]) -> None:
