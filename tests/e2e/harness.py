@@ -92,6 +92,7 @@ class Simulator:
 @dataclass
 class CameraLog:
     produced: list[str] = field(default_factory=list)
+    sequences: dict[str, int] = field(default_factory=dict)  # message_id -> sequence
     acks: list[dict] = field(default_factory=list)
     dropped: set[str] = field(default_factory=set)
     switches: list[dict] = field(default_factory=list)
@@ -123,6 +124,7 @@ def read_logs(state_dirs: list[Path]) -> dict[str, CameraLog]:
                 kind = event.get("event")
                 if kind == "produced":
                     cam.produced.append(event["message_id"])
+                    cam.sequences[event["message_id"]] = event["sequence"]
                 elif kind == "ack":
                     cam.acks.append(event)
                 elif kind == "dropped":

@@ -183,6 +183,7 @@ def assert_reconciled(ids: list[str], logs, unlogged_ok: dict[str, set[str]]) ->
     """Every message a camera logged as produced (less those it shed) is in the ledger once, and nothing else is;
     every stored detection is there once. `unlogged_ok`: messages a SIGKILL may have left out of a log."""
     from detections.models import Detection
+    from transport.models import Message
 
     assert set(logs) == set(ids)
     for device_id, cam in logs.items():
@@ -192,6 +193,12 @@ def assert_reconciled(ids: list[str], logs, unlogged_ok: dict[str, set[str]]) ->
         # A SIGKILL between the outbox write and the log line leaves a queued message the log never saw.
         unlogged = stored - set(cam.produced) - unlogged_ok.get(device_id, set())
         assert unlogged == set(), f"{device_id}: stored messages it never produced"
+        # Resent messages keep their sequence, and a restarted camera continues its numbering.
+        assert len(set(cam.sequences.values())) == len(cam.sequences), f"{device_id} reused a sequence number"
+        ledger = dict(Message.objects.filter(device_id=device_id).values_list("message_id", "sequence"))
+        assert {str(m): seq for m, seq in ledger.items() if str(m) in cam.sequences} == {
+            m: cam.sequences[m] for m in expected
+        }, f"{device_id}: stored sequences differ from the produced ones"
         detections = Counter(
             str(m) for m in Detection.objects.filter(device_id=device_id).values_list("message_id", flat=True)
         )  # fmt: skip
