@@ -30,9 +30,16 @@ def ensure_started() -> None:
             threading.Thread(target=_run, name="lpr-eager-beat", daemon=True).start()
 
 
+def scheduled_tasks(app) -> dict:
+    """The task of each CELERY_BEAT_SCHEDULE entry, by entry name."""
+    app.loader.import_default_modules()  # autodiscovery is lazy: a web process has imported no tasks module yet
+    return {name: app.tasks[entry["task"]] for name, entry in settings.CELERY_BEAT_SCHEDULE.items()}
+
+
 def _run() -> None:
     from lpr_server.celery import app
 
+    tasks = scheduled_tasks(app)
     start = time.monotonic()  # each entry first runs after one interval (at most 5 s): let the server settle first
     due = {name: start + min(5.0, float(e["schedule"])) for name, e in settings.CELERY_BEAT_SCHEDULE.items()}
     while True:
@@ -41,7 +48,7 @@ def _run() -> None:
             if now >= due[name]:
                 due[name] = now + float(entry["schedule"])
                 try:
-                    app.tasks[entry["task"]].apply()
+                    tasks[name].apply()
                 except Exception:
                     log.exception("eager beat: %s failed", entry["task"])
                 finally:
