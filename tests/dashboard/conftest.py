@@ -36,7 +36,9 @@ def dash_server(django_db_setup, tmp_path_factory):
 
     assert settings.REDIS_URL, "these tests need REDIS_URL (scripts/test sets it from TEST_REDIS_URL)"
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # this run's own Redis database: no stale presence
-    command = [sys.executable, "manage.py", "serve", "--port", "{port}", "--no-mqtt"]
+    # --no-watch: these tests stage fleet states (online, degraded, offline) in the database; the watch loop
+    # would re-evaluate them from presence it cannot see. It has tests of its own (tests/devices).
+    command = [sys.executable, "manage.py", "serve", "--port", "{port}", "--no-mqtt", "--no-watch"]
     server = start_server(tmp_path_factory.mktemp("dashboard"), command, REALTIME_PING_INTERVAL_S="5")
     yield server
     server.stop()
