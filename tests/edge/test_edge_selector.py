@@ -108,6 +108,21 @@ def test_offline_retries_mqtt_after_a_growing_wait() -> None:
     assert sel.evaluate().to == "mqtt"
 
 
+def test_offline_retry_wait_stops_growing_at_its_cap() -> None:
+    clock = Clock()
+    sel = ProtocolSelector(offline_retry_s=1, offline_retry_max_s=3, clock=clock)
+    sel.current = "mqtt"
+    for _ in range(6):  # waits 1, 2, then 3 (not 4, 8, 16): the retry comes within the cap every time
+        sel.on_failure("connect_failed")
+        clock.t += 2.9
+        if sel.evaluate() is None:
+            clock.t += 0.2
+            assert sel.evaluate().to == "mqtt"
+    sel.on_failure("connect_failed")
+    clock.t += 2.9
+    assert sel.evaluate() is None  # still waits the cap, never less
+
+
 def good_local(sel: ProtocolSelector) -> None:
     for _ in range(30):
         sel.stats.record_send(True, 30)
