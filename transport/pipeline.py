@@ -203,4 +203,5 @@ def _excerpt(body: bytes | str | dict) -> str:
         body = envelope.encode_json(body)
     if isinstance(body, bytes):
         body = body[: RejectedMessage.EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
-    return body[: RejectedMessage.EXCERPT_CHARS]
+    # PostgreSQL text cannot hold NUL, which binary input (an image, a fuzzed frame) is full of.
+    return body[: RejectedMessage.EXCERPT_CHARS].replace("\x00", "\ufffd")

@@ -64,10 +64,6 @@ def test_a_device_that_must_sign_can_upload(server, make_device, tmp_path):
     assert Image.objects.get(pk=ref).device_id == device.id
 
 
-# Server: transport/rest/device_auth.py `_refuse` records the refused body through pipeline.record_refusal, whose
-# excerpt keeps the JPEG's NUL bytes; PostgreSQL refuses them (DataError, not caught) and the answer is a 500
-# instead of the contract's 401 `unauthenticated`. Strict: this starts failing (XPASS) once the server is fixed.
-@pytest.mark.xfail(strict=True, reason="server answers 500 to a refused image upload (NUL bytes in the excerpt)")
 @pytest.mark.parametrize("case", ["unsigned", "wrong key"])
 def test_a_refused_image_upload_is_unauthenticated(server, make_device, tmp_path, case):
     device = make_device(require_signature=case == "unsigned")

@@ -304,3 +304,11 @@ def test_nothing_is_announced_before_commit_and_a_failed_batch_announces_nothing
     assert seen == [] and len(callbacks) == 1
     callbacks[0]()
     assert seen == [uuid.UUID(env["message_id"])]
+
+
+def test_refused_binary_input_is_recorded_without_its_nul_bytes(device):
+    body = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x00" + bytes(range(256))
+    response = Client().post("/api/v1/ingest/", body, content_type="application/json", HTTP_AUTHORIZATION="Device nope")
+    assert (response.status_code, response.json()["error"]) == (401, "unauthenticated")
+    excerpt = RejectedMessage.objects.get().excerpt
+    assert "\x00" not in excerpt and "JFIF" in excerpt
