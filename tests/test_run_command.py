@@ -6,6 +6,7 @@ to it as a camera and as an administrator's browser would.
 """
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -40,13 +42,15 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return exc.code, exc.read()
 
 
-@pytest.fixture
-def embedded_server(tmp_path):
+@contextmanager
+def run_command(tmp_path, *args: str):
+    """`scripts/run [args]` on embedded defaults and free ports; yields (base URL, its environment)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "MQTT_URL", "DJANGO_SETTINGS_MODULE"}}
     env.update(VAR_DIR=str(tmp_path / "var"), PORT=str(port), MQTT_EMBEDDED_PORT=str(free_port()), ADMIN_PASSWORD=ADMIN_PASSWORD)
     log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([str(ROOT / "scripts/run")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([str(ROOT / "scripts/run"), *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -70,6 +74,12 @@ def embedded_server(tmp_path):
         log.close()
 
 
+@pytest.fixture
+def embedded_server(tmp_path):
+    with run_command(tmp_path) as server:
+        yield server
+
+
 def test_run_command_serves_cameras_admin_and_static_files_on_embedded_defaults(embedded_server, tmp_path):
     base, env = embedded_server
     assert (tmp_path / "var" / "lpr.sqlite3").exists()
@@ -83,7 +93,9 @@ def test_run_command_serves_cameras_admin_and_static_files_on_embedded_defaults(
     assert json.loads(body)["status"] == "accepted"
 
     assert http("GET", base + "/admin/login/")[0] == 200
-    assert http("GET", base + "/static/css/site.css")[0] == 200
+    assert http("GET", base + "/static/dashboard/dashboard.css")[0] == 200
+    status, chart_js = http("GET", base + "/static/vendor/chart.js/chart.umd.min.js")  # installed from npm by the setup
+    assert status == 200 and b"Chart" in chart_js
     assert http("GET", base + "/api/docs/")[0] == 200
 
 
@@ -142,3 +154,17 @@ def test_mqtt_on_the_embedded_broker_is_stored_acked_and_live_on_the_dashboard(e
         client.disconnect()
     assert event is not None and event["type"] == "detection" and event["device_id"] == "RUNCAM2"
     assert [(a["message_id"], a["status"]) for a in acks] == [(env_["message_id"], "accepted")]
+
+
+def test_demo_flag_starts_simulated_cameras_whose_reads_arrive(tmp_path):
+    with run_command(tmp_path, "--demo") as (base, env):
+        auth = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
+
+        def reads_of(device_id: str) -> int:
+            status, body = http("GET", f"{base}/api/v1/detections/?device={device_id}", headers=auth)
+            return json.loads(body)["count"] if status == 200 else 0
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(reads_of(f"DEMO0{n}") for n in (1, 2, 3)):
+            time.sleep(1)
+        assert all(reads_of(f"DEMO0{n}") > 0 for n in (1, 2, 3)), (tmp_path / "server.log").read_text()[-3000:]
