@@ -39,30 +39,37 @@ def start_beside_server(host: str, web_port: int) -> Callable[[], None]:
         url = broker.url
     # Stable per server (host and port), so a restart resumes the broker session and gets what was queued.
     client_id = f"lpr-bridge-{socket.gethostname()}-{web_port}"
-    if not settings.REDIS_URL:
-        stop_bridge = _bridge_thread(url, client_id)
-        return lambda: (stop_bridge(), broker.stop() if broker else None)
-    bridge = subprocess.Popen(
-        [sys.executable, "manage.py", "run_mqtt_bridge", "--url", url, "--client-id", client_id], cwd=settings.BASE_DIR
-    )
-    log.info("MQTT bridge started (pid %s)%s", bridge.pid, " with the embedded broker" if broker else "")
+    # Without REDIS_URL the channel layer lives in this process's memory: only an in-process bridge reaches its dashboards.
+    stop_bridge = _bridge_process(url, client_id) if settings.REDIS_URL else _bridge_thread(url, client_id)
 
     def stop() -> None:
-        bridge.terminate()
-        try:
-            bridge.wait(BRIDGE_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            bridge.kill()
-            bridge.wait()
+        stop_bridge()
         if broker is not None:
             broker.stop()
 
     return stop
 
 
+def _bridge_process(url: str, client_id: str) -> Callable[[], None]:
+    """The bridge as a child process (`run_mqtt_bridge`): its own interpreter lock and database connection."""
+    bridge = subprocess.Popen(
+        [sys.executable, "manage.py", "run_mqtt_bridge", "--url", url, "--client-id", client_id], cwd=settings.BASE_DIR
+    )
+    log.info("MQTT bridge started (pid %s)", bridge.pid)
+
+    def halt() -> None:
+        bridge.terminate()  # SIGTERM: it finishes the batch in flight
+        try:
+            bridge.wait(BRIDGE_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            bridge.kill()
+            bridge.wait()
+
+    return halt
+
+
 def _bridge_thread(url: str, client_id: str) -> Callable[[], None]:
-    """The bridge on a thread of this process: without REDIS_URL the channel layer lives in this
-    process's memory, so only an in-process bridge's detections reach the dashboards it serves."""
+    """The bridge on a thread of this process."""
     from .bridge import Bridge, Limits
     from .client import SESSION_EXPIRY_S, BrokerAddress
 
