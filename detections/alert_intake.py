@@ -1,7 +1,8 @@
 """Committed detections, handed to alert matching in batches, off the ingest path.
 
 `on_stored` is a post-commit consumer (transport.announce): it only appends
-message ids to a buffer. A daemon thread sends the buffer to ONE Celery task
+(message id, capture time) pairs to a buffer; the capture times let matching
+read only the partitions that hold the reads. A daemon thread sends the buffer to ONE Celery task
 (`detections.match_alerts`): at once after a quiet spell, then at most every
 FLUSH_INTERVAL_S (or as soon as it holds FLUSH_MAX_IDS), so a burst of single
 REST requests still makes one task per batch. In eager mode (no REDIS_URL) the task runs on that thread, never
@@ -65,7 +66,7 @@ class Batcher:
                 time.sleep(RETRY_AFTER_S)
 
 
-def _queue_match(ids: list[str]) -> None:
+def _queue_match(reads: list[tuple[str, str]]) -> None:
     from django.db import connection
 
     from . import watchlists
@@ -73,7 +74,8 @@ def _queue_match(ids: list[str]) -> None:
 
     try:
         if watchlists.any_active():
-            match_alerts.delay(ids)  # eager mode (no REDIS_URL): runs here, on this thread
+            ids, times = [r[0] for r in reads], sorted({r[1] for r in reads})
+            match_alerts.delay(ids, times)  # eager mode (no REDIS_URL): runs here, on this thread
     finally:
         connection.close()  # a long-lived thread must not hold a database session between batches
 
@@ -82,8 +84,9 @@ batcher = Batcher(_queue_match)
 
 
 def on_stored(messages: list) -> None:
-    """transport.announce consumer: the message ids of newly stored detections, buffered."""
-    ids = [str(m.envelope.message_id) for m in messages if m.envelope.data_type == "detection"]
-    if ids:
-        batcher.add(ids)
+    """transport.announce consumer: newly stored detections (message id, capture time), buffered."""
+    reads = [(str(m.envelope.message_id), m.envelope.timestamp.isoformat()) for m in messages
+             if m.envelope.data_type == "detection"]  # fmt: skip
+    if reads:
+        batcher.add(reads)
     eager_beat.ensure_started()

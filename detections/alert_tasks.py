@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(name="detections.match_alerts", ignore_result=True, acks_late=True)
-def match_alerts(message_ids: list[str]) -> int:
-    """Match a batch of stored detections (by message id) against the watchlists; fan out new alerts."""
-    return len(alerts.match(message_ids))
+def match_alerts(message_ids: list[str], captured_at: list[str] | None = None) -> int:
+    """Match a batch of stored detections (by message id, and their capture times when known) against the
+    watchlists; fan out new alerts."""
+    return len(alerts.match(message_ids, captured_at))
 
 
 @shared_task(name="detections.notify_dashboard", bind=True, ignore_result=True, max_retries=5)

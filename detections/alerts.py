@@ -38,12 +38,16 @@ class _Hit:
     captured_at: datetime
 
 
-def match(message_ids: Iterable[UUID | str]) -> list[Alert]:
-    """Alerts newly raised for these detections (none for reads whose passage already has one)."""
+def match(message_ids: Iterable[UUID | str], captured_at: Iterable[datetime | str] | None = None) -> list[Alert]:
+    """Alerts newly raised for these detections (none for reads whose passage already has one).
+
+    `captured_at`, the reads' capture times when the caller knows them, lets
+    the lookup read only the partitions that hold them.
+    """
     index = watchlists.active_index()
     if not index.size:
         return []
-    hits = _best_hits(index, _reads(message_ids))
+    hits = _best_hits(index, _reads(message_ids, captured_at))
     if not hits:
         return []
     with transaction.atomic():
@@ -53,8 +57,11 @@ def match(message_ids: Iterable[UUID | str]) -> list[Alert]:
     return alerts
 
 
-def _reads(message_ids: Iterable[UUID | str]):
-    return Detection.objects.filter(message_id__in=list(message_ids)).order_by("captured_at", "id").values_list(
+def _reads(message_ids: Iterable[UUID | str], captured_at: Iterable[datetime | str] | None):
+    reads = Detection.objects.filter(message_id__in=list(message_ids))
+    if captured_at is not None:
+        reads = reads.filter(captured_at__in=list(captured_at))
+    return reads.order_by("captured_at", "id").values_list(
         "id", "device_id", "device__site", "captured_at", "plate", "plate_normalized", "candidates", "passage_id"
     )
 

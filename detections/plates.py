@@ -106,5 +106,11 @@ def wildcard_to_like(pattern: str) -> str:
     return text.replace("\x00", "%").replace("\x01", "_")
 
 
+def fold_like(like_pattern: str) -> str:
+    """A LIKE pattern over normalised plates, folded: it matches the folded text of every plate the
+    original matches (wildcards and escapes are left as they are)."""
+    return like_pattern.translate(_FOLD_TABLE)
+
+
 def literal_count(pattern: str) -> int:
     return len(normalize(pattern.replace("*", "").replace("?", "")))

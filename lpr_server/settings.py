@@ -126,6 +126,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     "detections-purge-expired": {"task": "detections.purge_expired", "schedule": 24 * 3600.0},
+    "detections-ensure-partitions": {"task": "detections.ensure_partitions", "schedule": 3600.0},
     "detections-rollup-recent": {"task": "detections.rollup_recent", "schedule": env.float("ROLLUP_INTERVAL_S", default=300.0)},
 }
 # --- alerts: webhook and e-mail deliveries (retried with exponential backoff) ---------
@@ -146,6 +147,8 @@ PASSAGE_MAX_DISTANCE = env.int("PASSAGE_MAX_DISTANCE", default=1)  # edits betwe
 RETENTION_DETECTIONS_DAYS = env.int("RETENTION_DETECTIONS_DAYS", default=90)
 RETENTION_IMAGES_DAYS = env.int("RETENTION_IMAGES_DAYS", default=30)
 RETENTION_HEALTH_DAYS = env.int("RETENTION_HEALTH_DAYS", default=30)
+RETENTION_MESSAGES_DAYS = env.int("RETENTION_MESSAGES_DAYS", default=90)  # the ledger: how long a resend is "duplicate"
+RETENTION_REJECTED_DAYS = env.int("RETENTION_REJECTED_DAYS", default=30)
 
 # --- MQTT ----------------------------------------------------------------------
 # Unset: the run command starts an embedded broker on MQTT_EMBEDDED_PORT.

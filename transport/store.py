@@ -22,7 +22,7 @@ from devices import configuration
 from devices.commands import Answer, apply_answers
 from devices.models import Command, Device, HealthLog, ReportedConfig
 
-from . import bulk
+from lpr_server import bulk
 from .envelope import Envelope
 from .models import Message
 
@@ -55,29 +55,28 @@ class Outcome:
     stored: list[Stored] = field(default_factory=list)
 
 
+LEDGER_FIELDS = ["message_id", "device", "data_type", "received_via", "protocol", "sequence", "sent_at", "received_at",
+                 "latency_ms"]  # fmt: skip
+
+
 def write(items: list[Item], received_at: datetime) -> Outcome:
     outcome = Outcome()
     _check_references(items, outcome)
     candidates = _first_of_each_id(items, outcome)
-    new_ids = set(
-        bulk.insert(
-            Message,
-            ["message_id", "device", "data_type", "received_via", "protocol", "sequence", "sent_at", "received_at", "latency_ms"],
-            [
-                (e.message_id, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, _latency(e, received_at))
-                for d, via, e in (items[i] for i in candidates)
-            ],
-            skip_conflicts_on="message_id",
-            returning="message_id",
-        )
-    )
+    latency = {i: _latency(items[i][2], received_at) for i in candidates}
+    ledger_rows = [
+        (e.message_id, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, latency[i])
+        for i in candidates
+        for d, via, e in (items[i],)
+    ]
+    new_ids = set(bulk.insert_new(Message, LEDGER_FIELDS, ledger_rows, key="message_id"))
     fresh = [i for i in candidates if items[i][2].message_id in new_ids]
     outcome.inserted.update(fresh)
     by_type: dict[str, list[Item]] = {}
     for i in fresh:
         device, via, env = items[i]
         by_type.setdefault(env.data_type, []).append(items[i])
-        outcome.stored.append(Stored(device.id, via, env, received_at, _latency(env, received_at)))
+        outcome.stored.append(Stored(device.id, via, env, received_at, latency[i]))
     _write_detections(by_type.get("detection", []), received_at)
     _write_health(by_type.get("health", []), received_at)
     _write_configs(by_type.get("config", []), received_at)
@@ -122,26 +121,29 @@ def _check_config_versions(items: list[Item], outcome: Outcome) -> None:
         outcome.refused[configs[n]] = StorageRefusal("invalid", detail, "payload.version")
 
 
+DETECTION_FIELDS = ["message_id", "device", "plate", "plate_normalized", "confidence", "region", "candidates",
+                    "vehicle", "bbox", "direction", "speed_kph", "lane", "image", "captured_at", "received_at",
+                    "received_via", "protocol", "latency_ms", "extra", "search_text", "passage"]  # fmt: skip
+HEALTH_FIELDS = ["message_id", "device", "reported_at", "received_at", "received_via", "cpu_percent", "memory_percent",
+                 "temperature_c", "disk_percent", "uptime_s", "fps", "queue_depth", "firmware", "latency_ms",
+                 "bandwidth_kbps", "packet_loss", "uptime_percent", "extra"]  # fmt: skip
+
+
 def _write_detections(items: list[Item], received_at: datetime) -> None:
     reads = [passages.Read(d.id, normalize(e.payload.plate), e.payload.confidence, e.timestamp, e.message_id) for d, _, e in items]
-    # In this transaction (at most three queries per batch), so alerts see each detection's passage.
+    # In this transaction (a few queries per batch), so alerts see each detection's passage.
     passage_ids = passages.assign(reads)
     rows = []
     for (device, via, e), read, passage_id in zip(items, reads, passage_ids):
         p = e.payload
+        text = search_text(read.plate_normalized, [c.plate for c in p.candidates]) if p.candidates else read.folded
         rows.append((
             e.message_id, device.id, p.plate, read.plate_normalized, p.confidence, p.region or "",
-            msgspec.to_builtins(p.candidates), p.vehicle or {}, msgspec.to_builtins(p.bbox), _direction(p.direction),
-            p.speed_kph, p.lane, p.image_ref, e.timestamp, received_at, via, e.protocol, _latency(e, received_at), e.extra,
-            search_text(p.plate, [c.plate for c in p.candidates]), passage_id,
+            _json(p.candidates, _EMPTY_LIST), _json(p.vehicle, _EMPTY_OBJECT), _json(p.bbox, None),
+            _direction(p.direction), p.speed_kph, p.lane, p.image_ref, e.timestamp, received_at, via, e.protocol,
+            _latency(e, received_at), _json(e.extra, _EMPTY_OBJECT), text, passage_id,
         ))  # fmt: skip
-    bulk.insert(
-        Detection,
-        ["message_id", "device", "plate", "plate_normalized", "confidence", "region", "candidates", "vehicle", "bbox",
-         "direction", "speed_kph", "lane", "image", "captured_at", "received_at", "received_via", "protocol",
-         "latency_ms", "extra", "search_text", "passage"],
-        rows,
-    )  # fmt: skip
+    bulk.insert(Detection, DETECTION_FIELDS, rows)
 
 
 def _write_health(items: list[Item], received_at: datetime) -> None:
@@ -151,15 +153,9 @@ def _write_health(items: list[Item], received_at: datetime) -> None:
         rows.append((
             e.message_id, device.id, e.timestamp, received_at, via, p.cpu_percent, p.memory_percent, p.temperature_c,
             p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms, net.bandwidth_kbps,
-            net.packet_loss, net.uptime_percent, e.extra,
+            net.packet_loss, net.uptime_percent, _json(e.extra, _EMPTY_OBJECT),
         ))  # fmt: skip
-    bulk.insert(
-        HealthLog,
-        ["message_id", "device", "reported_at", "received_at", "received_via", "cpu_percent", "memory_percent",
-         "temperature_c", "disk_percent", "uptime_s", "fps", "queue_depth", "firmware", "latency_ms",
-         "bandwidth_kbps", "packet_loss", "uptime_percent", "extra"],
-        rows,
-    )  # fmt: skip
+    bulk.insert(HealthLog, HEALTH_FIELDS, rows)
 
 
 def _write_configs(items: list[Item], received_at: datetime) -> None:
@@ -168,6 +164,15 @@ def _write_configs(items: list[Item], received_at: datetime) -> None:
         ["message_id", "device", "version", "values", "reported_at", "received_at"],
         [(e.message_id, d.id, e.payload.version, e.payload.values, e.timestamp, received_at) for d, _, e in items],
     )
+
+
+_encode = msgspec.json.Encoder().encode
+_EMPTY_LIST, _EMPTY_OBJECT = bulk.JsonText("[]"), bulk.JsonText("{}")
+
+
+def _json(value, empty: bulk.JsonText | None) -> bulk.JsonText | None:
+    """A JSON column's text, encoded straight from the decoded structs (no detour through dicts)."""
+    return bulk.JsonText(_encode(value).decode()) if value else empty
 
 
 def _apply_controls(items: list[Item]) -> None:
