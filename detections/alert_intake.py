@@ -85,7 +85,7 @@ batcher = Batcher(_queue_match)
 
 def on_stored(messages: list) -> None:
     """transport.announce consumer: newly stored detections (message id, capture time), buffered."""
-    reads = [(str(m.envelope.message_id), m.envelope.timestamp.isoformat()) for m in messages
+    reads = [(m.envelope.id_text, m.envelope.timestamp.isoformat()) for m in messages
              if m.envelope.data_type == "detection"]  # fmt: skip
     if reads:
         batcher.add(reads)

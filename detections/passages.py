@@ -34,7 +34,7 @@ class Read:
     plate_normalized: str
     confidence: float
     captured_at: datetime
-    message_id: UUID
+    message_id: UUID | str
     folded: str = ""  # fold(plate_normalized), filled in by `assign` when the caller has not
 
     def __post_init__(self) -> None:
@@ -71,30 +71,29 @@ class _Open:
 
 
 class _Index:
-    """Open passages by device and plate keys, so a read is compared only with passages it may belong to.
+    """Open passages by device and plate, so a read is compared only with passages it may belong to.
 
     A read first looks for passages with its very folded plate (a car read
     again: the common case). Only when none is in time does it look for one
-    within the edit distance: for one edit (the default) the keys are exact
-    (same text, one character substituted at the same place, one deleted or
-    inserted); for more edits, deletion neighbourhoods find a superset,
+    within the edit distance, through deletion neighbourhoods: two words
+    within k edits share a word made by deleting at most k characters from
+    each, so passages are filed under those and a read finds a small superset,
     checked with `near`.
     """
 
     def __init__(self, max_distance: int, window: timedelta):
         self.max_distance, self.window = max_distance, window
-        self.exact_keys = max_distance == 1
         self.all: list[_Open] = []
         self._same: dict[tuple[str, str], list[_Open]] = {}
-        self._by_key: dict[tuple, list[_Open]] = {}
+        self._by_device: dict[str, dict[str, list[_Open]]] = {}
 
     def add(self, p: _Open) -> _Open:
         self.all.append(p)
         self._same.setdefault((p.device_id, p.folded), []).append(p)
         if self.max_distance:
-            keys = _stored_keys(p.folded) if self.exact_keys else deletions(p.folded, self.max_distance)
-            for key in keys:
-                self._by_key.setdefault((p.device_id, key), []).append(p)
+            by_key = self._by_device.setdefault(p.device_id, {})
+            for key in deletions(p.folded, self.max_distance):
+                by_key.setdefault(key, []).append(p)
         return p
 
     def find(self, read: Read) -> _Open | None:
@@ -102,27 +101,19 @@ class _Index:
         fits = [p for p in self._same.get((read.device_id, read.folded), ()) if p.in_time(read, self.window)]
         if not fits and self.max_distance:
             fits = [p for p in self._near(read.device_id, read.folded) if p.in_time(read, self.window)]
-        return min(fits, key=lambda p: _gap(p, read.captured_at)) if fits else None
+        if len(fits) < 2:
+            return fits[0] if fits else None
+        return min(fits, key=lambda p: _gap(p, read.captured_at))
 
     def _near(self, device_id: str, folded: str) -> list[_Open]:
-        keys = _probe_keys(folded) if self.exact_keys else deletions(folded, self.max_distance)
+        by_key = self._by_device.get(device_id)
+        if not by_key:
+            return []
         found: dict[int, _Open] = {}
-        for key in keys:
-            for p in self._by_key.get((device_id, key), ()):
+        for key in deletions(folded, self.max_distance):
+            for p in by_key.get(key, ()):
                 found[id(p)] = p
-        if self.exact_keys:
-            return list(found.values())
         return [p for p in found.values() if near(folded, p.folded, self.max_distance)]
-
-
-def _stored_keys(word: str) -> set[tuple]:
-    shorter = [word[:i] + word[i + 1 :] for i in range(len(word))]
-    return {("=", word), *(("s", i, w) for i, w in enumerate(shorter)), *(("d", w) for w in shorter)}
-
-
-def _probe_keys(word: str) -> set[tuple]:
-    shorter = [word[:i] + word[i + 1 :] for i in range(len(word))]
-    return {("=", word), ("d", word), *(("s", i, w) for i, w in enumerate(shorter)), *(("=", w) for w in shorter)}
 
 
 def deletions(word: str, k: int) -> set[str]:
@@ -165,16 +156,40 @@ def _gap(p: _Open, at: datetime) -> float:
 
 
 def _open_passages(reads: list[Read], win: timedelta) -> list[_Open]:
-    """Stored passages a read of the batch may join: of its device, and near it in time (one indexed query)."""
-    span: dict[str, tuple[datetime, datetime]] = {}
+    """Stored passages a read of the batch may join: of its device, near it in time and (on PostgreSQL)
+    within the edit distance of one of the batch's plates for that device (one indexed query)."""
+    span: dict[str, list] = {}
     for r in reads:
-        low, high = span.get(r.device_id, (r.captured_at, r.captured_at))
-        span[r.device_id] = (min(low, r.captured_at), max(high, r.captured_at))
+        low, high, words = span.setdefault(r.device_id, [r.captured_at, r.captured_at, set()])
+        span[r.device_id][:2] = min(low, r.captured_at), max(high, r.captured_at)
+        words.add(r.folded)
+    if connection.vendor == "postgresql":
+        return _open_passages_near(span, win)
     where = Q()
-    for device_id, (low, high) in span.items():
+    for device_id, (low, high, _) in span.items():
         where |= Q(device_id=device_id, last_at__gte=low - win, first_at__lte=high + win)
     rows = Passage.objects.filter(where).values_list("id", "device_id", "plate_folded", "first_at", "last_at")
     return [_Open(*row) for row in rows]
+
+
+def _open_passages_near(span: dict[str, list], win: timedelta) -> list[_Open]:
+    # A busy camera has many passages open at once; comparing plates here (fuzzystrmatch, in C) sends back
+    # only the few a read may join. Folded plates hold no spaces, so each device's plates travel as one string.
+    k = getattr(settings, "PASSAGE_MAX_DISTANCE", 1)
+    table = connection.ops.quote_name(Passage._meta.db_table)
+    sql = (
+        f"SELECT p.id, p.device_id, p.plate_folded, p.first_at, p.last_at FROM {table} p "
+        "JOIN unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[]) AS r(device_id, low, high, words) "
+        "ON p.device_id = r.device_id AND p.last_at >= r.low AND p.first_at <= r.high "
+        "AND EXISTS (SELECT 1 FROM unnest(string_to_array(r.words, ' ')) w "
+        "WHERE levenshtein_less_equal(p.plate_folded, w, %s) <= %s)"
+    )
+    devices = list(span)
+    params = [devices, [span[d][0] - win for d in devices], [span[d][1] + win for d in devices],
+              [" ".join(span[d][2]) for d in devices], k, k]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [_Open(*row) for row in cursor.fetchall()]
 
 
 PASSAGE_FIELDS = ["id", "device", "plate_normalized", "plate_folded", "best_message_id", "best_confidence",
@@ -239,5 +254,7 @@ def _dt(value: datetime):
     return value if connection.vendor == "postgresql" else connection.ops.adapt_datetimefield_value(value)
 
 
-def _uuid(value: UUID):
-    return value if connection.vendor == "postgresql" else value.hex
+def _uuid(value: UUID | str):
+    if connection.vendor == "postgresql":
+        return value
+    return (value if isinstance(value, UUID) else UUID(value)).hex

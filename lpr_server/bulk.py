@@ -51,8 +51,9 @@ def insert(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequ
         _copy(table, columns, rows)
 
 
-def insert_new(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> list[Any]:
-    """Insert the rows whose `key` is not in the table yet (the database decides); return their keys."""
+def insert_new(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> list[str]:
+    """Insert the rows whose `key` is not in the table yet (the database decides); return their keys, as text
+    (a UUID in its canonical form)."""
     if not rows:
         return []
     table, columns, key_field = model._meta.db_table, _columns(model, fields), model._meta.get_field(key)
@@ -64,7 +65,7 @@ def insert_new(model: type[models.Model], fields: Sequence[str], rows: Sequence[
     _copy(stage, columns, rows)
     names, key_column = _names(columns), _q(key_field.column)
     sql = (f"INSERT INTO {_q(table)} ({names}) SELECT {names} FROM {_q(stage)} "
-           f"ON CONFLICT ({key_column}) DO NOTHING RETURNING {key_column}")  # fmt: skip
+           f"ON CONFLICT ({key_column}) DO NOTHING RETURNING {key_column}::text")  # fmt: skip
     with _logged(sql), _raw_cursor() as cursor:
         cursor.execute(sql)
         return [r[0] for r in cursor.fetchall()]
@@ -98,7 +99,7 @@ def _insert_values(table: str, columns: list, rows: Sequence[Sequence[Any]], bac
     row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
     sql = f"INSERT INTO {_q(table)} ({_names(columns)}) VALUES " + ", ".join([row_sql] * len(rows))
     if back is not None:
-        sql += f" ON CONFLICT ({_q(back.column)}) DO NOTHING RETURNING {_q(back.column)}"
+        sql += f" ON CONFLICT ({_q(back.column)}) DO NOTHING RETURNING {_q(back.column)}::text"
     params = [_to_json(v) if i in json_at else v for row in rows for i, v in enumerate(row)]
     with _logged(sql), _raw_cursor() as cursor:
         cursor.execute(sql, params)
@@ -137,7 +138,7 @@ def _values(table: str, columns: list, rows: Sequence[Sequence[Any]], back) -> l
             params = [conv(v) for row in chunk for conv, v in zip(converters, row)]
             cursor.execute(f"INSERT INTO {_q(table)} ({_names(columns)}) VALUES " + ", ".join([placeholders] * len(chunk)) + tail, params)
             if back is not None:
-                out.extend(back.to_python(r[0]) for r in cursor.fetchall())
+                out.extend(str(back.to_python(r[0])) for r in cursor.fetchall())
     return out
 
 

@@ -46,13 +46,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last on purpose: WhiteNoise is synchronous only, and Django runs every middleware outside the innermost
+    # synchronous one synchronously too, on the request's thread, instead of two thread hops per middleware.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
 ]
 
 ROOT_URLCONF = "lpr_server.urls"
@@ -176,7 +178,8 @@ DEVICE_TOKEN_SECRET = env("DEVICE_TOKEN_SECRET", default=SECRET_KEY)
 # WebSocket / Socket.IO: the server pings every INTERVAL; a connection silent for TIMEOUT is closed.
 REALTIME_PING_INTERVAL_S = env.float("REALTIME_PING_INTERVAL_S", default=20.0)
 REALTIME_SILENT_TIMEOUT_S = env.float("REALTIME_SILENT_TIMEOUT_S", default=60.0)
-REALTIME_DB_WRITERS = env.int("REALTIME_DB_WRITERS", default=4)  # threads committing WebSocket/Socket.IO batches
+REALTIME_DB_WRITERS = env.int("REALTIME_DB_WRITERS", default=4)
+HTTP_SYNC_THREADS = env.int("HTTP_SYNC_THREADS", default=8)  # threads running requests' synchronous code  # threads committing WebSocket/Socket.IO batches
 VIDEO_MAX_FPS = env.float("VIDEO_MAX_FPS", default=10.0)
 # Encrypts stored device secrets (payload and signing keys), so that a database dump alone does not reveal them.
 SECRETS_KEY = env(

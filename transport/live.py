@@ -228,7 +228,7 @@ def _control(m: Stored) -> dict:
 
 def _common(kind: str, m: Stored) -> dict:
     return {
-        "type": kind, "device_id": m.device_id, "message_id": str(m.envelope.message_id),
+        "type": kind, "device_id": m.device_id, "message_id": m.envelope.id_text,
         "sequence": m.envelope.sequence, "via": m.via, "received_at": m.received_at.isoformat(),
         "latency_ms": m.latency_ms,
     }  # fmt: skip

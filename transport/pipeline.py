@@ -147,14 +147,14 @@ def _check_claims(env: Envelope, item: Inbound) -> None:
             "forbidden",
             f"edge_device_id {env.device_id!r} is not the authenticated device {item.device.id!r}.",
             "edge_device_id",
-            str(env.message_id),
+            env.id_text,
         )
     if item.topic_data_type and item.topic_data_type != env.data_type:
         raise EnvelopeError(
             "invalid",
             f"The topic says {item.topic_data_type!r} but data_type is {env.data_type!r}.",
             "data_type",
-            str(env.message_id),
+            env.id_text,
         )
 
 
@@ -167,17 +167,17 @@ def _store(batch: _Batch, pending: list[_Pending]) -> None:
         log.warning("storage unavailable, %d message(s) not stored: %s", len(pending), exc)
         for p in pending:
             batch.acks[p.index] = Ack(
-                str(p.envelope.message_id), UNAVAILABLE, "unavailable", "Storage is unavailable; resend later.",
+                p.envelope.id_text, UNAVAILABLE, "unavailable", "Storage is unavailable; resend later.",
                 retry_after=UNAVAILABLE_RETRY_S,
             )
         return
     for n, p in enumerate(pending):
         refusal = outcome.refused.get(n)
         if refusal:
-            batch.reject(p.index, refusal, str(p.envelope.message_id))
+            batch.reject(p.index, refusal, p.envelope.id_text)
         else:
             status = ACCEPTED if n in outcome.inserted else DUPLICATE
-            batch.acks[p.index] = Ack(str(p.envelope.message_id), status)
+            batch.acks[p.index] = Ack(p.envelope.id_text, status)
 
 
 def record_refusal(via: str, code: str, detail: str, body: bytes | str = b"", device: Device | None = None) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from uuid import UUID
 
 import msgspec
 from django.db.models import Q
@@ -65,12 +64,12 @@ def write(items: list[Item], received_at: datetime) -> Outcome:
     candidates = _first_of_each_id(items, outcome)
     latency = {i: _latency(items[i][2], received_at) for i in candidates}
     ledger_rows = [
-        (e.message_id, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, latency[i])
+        (e.id_text, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, latency[i])
         for i in candidates
         for d, via, e in (items[i],)
     ]
     new_ids = set(bulk.insert_new(Message, LEDGER_FIELDS, ledger_rows, key="message_id"))
-    fresh = [i for i in candidates if items[i][2].message_id in new_ids]
+    fresh = [i for i in candidates if items[i][2].id_text in new_ids]
     outcome.inserted.update(fresh)
     by_type: dict[str, list[Item]] = {}
     for i in fresh:
@@ -87,12 +86,12 @@ def write(items: list[Item], received_at: datetime) -> Outcome:
 
 def _first_of_each_id(items: list[Item], outcome: Outcome) -> list[int]:
     """Indexes still to store; a message_id repeated inside one batch is stored once."""
-    seen: set[UUID] = set()
+    seen: set[str] = set()
     keep = []
     for i, (_, _, env) in enumerate(items):
-        if i in outcome.refused or env.message_id in seen:
+        if i in outcome.refused or env.id_text in seen:
             continue
-        seen.add(env.message_id)
+        seen.add(env.id_text)
         keep.append(i)
     return keep
 
@@ -130,7 +129,7 @@ HEALTH_FIELDS = ["message_id", "device", "reported_at", "received_at", "received
 
 
 def _write_detections(items: list[Item], received_at: datetime) -> None:
-    reads = [passages.Read(d.id, normalize(e.payload.plate), e.payload.confidence, e.timestamp, e.message_id) for d, _, e in items]
+    reads = [passages.Read(d.id, normalize(e.payload.plate), e.payload.confidence, e.timestamp, e.id_text) for d, _, e in items]
     # In this transaction (a few queries per batch), so alerts see each detection's passage.
     passage_ids = passages.assign(reads)
     rows = []
@@ -138,7 +137,7 @@ def _write_detections(items: list[Item], received_at: datetime) -> None:
         p = e.payload
         text = search_text(read.plate_normalized, [c.plate for c in p.candidates]) if p.candidates else read.folded
         rows.append((
-            e.message_id, device.id, p.plate, read.plate_normalized, p.confidence, p.region or "",
+            e.id_text, device.id, p.plate, read.plate_normalized, p.confidence, p.region or "",
             _json(p.candidates, _EMPTY_LIST), _json(p.vehicle, _EMPTY_OBJECT), _json(p.bbox, None),
             _direction(p.direction), p.speed_kph, p.lane, p.image_ref, e.timestamp, received_at, via, e.protocol,
             _latency(e, received_at), _json(e.extra, _EMPTY_OBJECT), text, passage_id,
@@ -151,7 +150,7 @@ def _write_health(items: list[Item], received_at: datetime) -> None:
     for device, via, e in items:
         p, net = e.payload, e.payload.network or _NO_NETWORK
         rows.append((
-            e.message_id, device.id, e.timestamp, received_at, via, p.cpu_percent, p.memory_percent, p.temperature_c,
+            e.id_text, device.id, e.timestamp, received_at, via, p.cpu_percent, p.memory_percent, p.temperature_c,
             p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms, net.bandwidth_kbps,
             net.packet_loss, net.uptime_percent, _json(e.extra, _EMPTY_OBJECT),
         ))  # fmt: skip
@@ -162,7 +161,7 @@ def _write_configs(items: list[Item], received_at: datetime) -> None:
     bulk.insert(
         ReportedConfig,
         ["message_id", "device", "version", "values", "reported_at", "received_at"],
-        [(e.message_id, d.id, e.payload.version, e.payload.values, e.timestamp, received_at) for d, _, e in items],
+        [(e.id_text, d.id, e.payload.version, e.payload.values, e.timestamp, received_at) for d, _, e in items],
     )
 
 
