@@ -29,6 +29,9 @@ Transport = Literal["websocket", "socketio", "rest", "mqtt"]
 UnitFloat = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+# Integers the database columns can hold (bigint, integer): a larger one would fail at storage time.
+Int64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Int32 = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 
 
 class EnvelopeError(Exception):
@@ -59,7 +62,7 @@ class WireEnvelope(msgspec.Struct):
     data_type: DataType
     payload: Union[dict[str, Any], str]
     metadata: Union[Metadata, None] = None
-    sequence: Union[Annotated[int, msgspec.Meta(ge=0)], None] = None
+    sequence: Union[Int64, None] = None
 
 
 class Candidate(msgspec.Struct):
@@ -101,13 +104,13 @@ class HealthPayload(msgspec.Struct):
     disk_percent: Union[Percent, None] = None
     uptime_s: Union[NonNegative, None] = None
     fps: Union[NonNegative, None] = None
-    queue_depth: Union[Annotated[int, msgspec.Meta(ge=0)], None] = None
+    queue_depth: Union[Int32, None] = None
     firmware: Union[Annotated[str, msgspec.Meta(max_length=100)], None] = None
     network: Union[NetworkHealth, None] = None
 
 
 class ConfigPayload(msgspec.Struct):
-    version: Annotated[int, msgspec.Meta(ge=0)]
+    version: Int32
     values: dict[str, Any]
 
 
@@ -170,7 +173,7 @@ def message_id_of(raw: bytes | str | dict) -> str | None:
         obj = raw if isinstance(raw, dict) else _json_decoder.decode(raw)
         value = obj.get("message_id") if isinstance(obj, dict) else None
         return str(value)[:64] if value is not None else None
-    except (msgspec.DecodeError, TypeError, ValueError):
+    except (msgspec.DecodeError, TypeError, ValueError, RecursionError):
         return None
 
 
@@ -183,7 +186,7 @@ def _decode_wire(raw: bytes | str | dict) -> WireEnvelope:
         return _wire_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise _invalid(exc, raw) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
         raise EnvelopeError("invalid", f"Body is not valid JSON: {exc}") from None
 
 
@@ -203,7 +206,7 @@ def _decode_payload(wire: WireEnvelope, payload_key: Callable[[], bytes | None])
     if isinstance(payload, (bytes, str)):
         try:
             payload = _json_decoder.decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise _error(wire, "invalid", "Decoded payload is not JSON.", "payload") from None
     if not isinstance(payload, dict):
         raise _error(wire, "invalid", "payload must be a JSON object (or a string when compressed or encrypted).", "payload")
@@ -248,6 +251,8 @@ def _validate(wire: WireEnvelope, payload: dict[str, Any], now: datetime) -> Env
         typed = msgspec.convert(payload, PAYLOAD_TYPES[wire.data_type])
     except msgspec.ValidationError as exc:
         raise _invalid(exc, None, wire, prefix="payload") from None
+    if _holds_nul(payload):
+        raise _error(wire, "invalid", "Text in the payload may not contain NUL (\\u0000) characters.", "payload")
     known = KNOWN_FIELDS[wire.data_type]
     extra = {k: v for k, v in payload.items() if k not in known}
     return Envelope(
@@ -260,6 +265,23 @@ def _validate(wire: WireEnvelope, payload: dict[str, Any], now: datetime) -> Env
         extra=extra,
         sequence=wire.sequence,
     )
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether any string (or key) holds NUL, which PostgreSQL text and jsonb cannot store. Not recursive:
+    a payload may be nested as deep as the decoder allowed."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _error(wire: WireEnvelope, code: str, detail: str, field: str | None = None) -> EnvelopeError:
