@@ -109,6 +109,22 @@ def huge(rng: random.Random, device_id: str, protocol: str) -> bytes:
     return json.dumps(env).encode()
 
 
+def pinned(device_id: str, protocol: str) -> list[Frame]:
+    """Cases each found a 500 once: NUL in stored text, integers past the columns, nesting past the stack."""
+    det = envelope(device_id, protocol=protocol)
+    cases = [
+        {**det, "payload": {"plate": "AB\u0000CD", "confidence": 0.9}},
+        {**det, "payload": {"plate": "AB1", "confidence": 0.9, "\u0000": "kept?"}},
+        {**det, "message_id": "\u0000"},
+        {**det, "data_type": "detection\u0000"},
+        {**det, "sequence": 2**63},
+        envelope(device_id, "health", {"queue_depth": 2**31}, protocol=protocol),
+        envelope(device_id, "config", {"version": 2**31, "values": {}}, protocol=protocol),
+    ]
+    frames = [Frame("pinned", json.dumps(c).encode()) for c in cases]
+    return frames + [Frame("pinned", b'{"payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")]
+
+
 KINDS = {"random_bytes": random_bytes, "random_text": random_text, "truncated": truncated, "wrong_type": wrong_type,
          "not_an_envelope": not_an_envelope, "deep": deep, "claims": claims, "huge": huge}  # fmt: skip
 WEIGHTS = {"random_bytes": 3, "random_text": 3, "truncated": 4, "wrong_type": 8, "not_an_envelope": 2, "deep": 1,
@@ -123,7 +139,7 @@ def corpus(rng: random.Random, device_id: str, count: int, protocol: str, kinds:
     for _ in range(count):
         kind = rng.choice(names)
         frames.append(Frame(kind, kinds[kind](rng, device_id, protocol)))
-    frames += [valid(device_id, protocol, rng) for _ in range(count // 4)]
+    frames += [valid(device_id, protocol, rng) for _ in range(count // 4)] + pinned(device_id, protocol)
     rng.shuffle(frames)
     return frames
 
