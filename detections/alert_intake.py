@@ -48,6 +48,10 @@ class Batcher:
                 self._thread.start()
             self._cond.notify()
 
+    def depth(self) -> int:
+        """Ids waiting to be handed to matching."""
+        return len(self._ids)
+
     def _run(self) -> None:
         while True:
             with self._cond:

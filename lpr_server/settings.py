@@ -181,6 +181,8 @@ REALTIME_SILENT_TIMEOUT_S = env.float("REALTIME_SILENT_TIMEOUT_S", default=60.0)
 REALTIME_DB_WRITERS = env.int("REALTIME_DB_WRITERS", default=4)
 HTTP_SYNC_THREADS = env.int("HTTP_SYNC_THREADS", default=8)  # threads running requests' synchronous code  # threads committing WebSocket/Socket.IO batches
 VIDEO_MAX_FPS = env.float("VIDEO_MAX_FPS", default=10.0)
+# An operator's /ws/dashboard/ that answers no frame for this long (while events wait for it) is closed.
+DASHBOARD_STALL_TIMEOUT_S = env.float("DASHBOARD_STALL_TIMEOUT_S", default=30.0)
 # Encrypts stored device secrets (payload and signing keys), so that a database dump alone does not reveal them.
 SECRETS_KEY = env(
     "SECRETS_KEY",

@@ -29,6 +29,9 @@ Transport = Literal["websocket", "socketio", "rest", "mqtt"]
 UnitFloat = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+# Integers the database columns can hold (bigint, integer): a larger one would fail at storage time.
+Int64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Int32 = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 
 
 class EnvelopeError(Exception):
@@ -59,7 +62,7 @@ class WireEnvelope(msgspec.Struct):
     data_type: DataType
     payload: msgspec.Raw  # decoded once its data type (and any compression or encryption) is known
     metadata: Union[Metadata, None] = None
-    sequence: Union[Annotated[int, msgspec.Meta(ge=0)], None] = None
+    sequence: Union[Int64, None] = None
 
 
 class Candidate(msgspec.Struct):
@@ -101,13 +104,13 @@ class HealthPayload(msgspec.Struct, forbid_unknown_fields=True):
     disk_percent: Union[Percent, None] = None
     uptime_s: Union[NonNegative, None] = None
     fps: Union[NonNegative, None] = None
-    queue_depth: Union[Annotated[int, msgspec.Meta(ge=0)], None] = None
+    queue_depth: Union[Int32, None] = None
     firmware: Union[Annotated[str, msgspec.Meta(max_length=100)], None] = None
     network: Union[NetworkHealth, None] = None
 
 
 class ConfigPayload(msgspec.Struct, forbid_unknown_fields=True):
-    version: Annotated[int, msgspec.Meta(ge=0)]
+    version: Int32
     values: dict[str, Any]
 
 
@@ -181,7 +184,7 @@ def message_id_of(raw: bytes | str | dict) -> str | None:
         obj = raw if isinstance(raw, dict) else _json_decoder.decode(raw)
         value = obj.get("message_id") if isinstance(obj, dict) else None
         return str(value)[:64] if value is not None else None
-    except (msgspec.DecodeError, TypeError, ValueError):
+    except (msgspec.DecodeError, TypeError, ValueError, RecursionError):
         return None
 
 
@@ -194,7 +197,7 @@ def _decode_wire(raw: bytes | str | dict) -> WireEnvelope:
         return _wire_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise _invalid(exc, raw) from None
-    except (msgspec.DecodeError, TypeError) as exc:
+    except (msgspec.DecodeError, TypeError, RecursionError) as exc:  # RecursionError: nested deeper than the stack
         raise EnvelopeError("invalid", f"Body is not valid JSON: {exc}") from None
 
 
@@ -214,11 +217,15 @@ def _decode_payload(wire: WireEnvelope, payload_key: Callable[[], bytes | None])
     if data[:1] != b"{":
         raise _error(wire, "invalid", "payload must be a JSON object (or a string when compressed or encrypted).", "payload")
     try:
-        return _typed(wire.data_type, data)
+        typed, extra = _typed(wire.data_type, data)
     except msgspec.ValidationError as exc:
         raise _invalid(exc, None, wire, prefix="payload") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise _error(wire, "invalid", "payload is not valid JSON.", "payload") from None
+    # JSON can only carry NUL escaped, so a payload whose bytes lack the escape holds none (the usual case).
+    if b"\\u0000" in data and _holds_nul(_json_decoder.decode(data)):
+        raise _error(wire, "invalid", "Text in the payload may not contain NUL (\\u0000) characters.", "payload")
+    return typed, extra
 
 
 def _typed(data_type: str, data: bytes) -> tuple[Any, dict[str, Any]]:
@@ -281,6 +288,23 @@ def _gunzip(wire: WireEnvelope, payload: Any) -> bytes:
     if len(out) > MAX_BYTES:
         raise _error(wire, "too_large", f"Decompressed payload exceeds {MAX_BYTES} bytes.", "payload")
     return out
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether any string (or key) holds NUL, which PostgreSQL text and jsonb cannot store. Not recursive:
+    a payload may be nested as deep as the decoder allowed."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _error(wire: WireEnvelope, code: str, detail: str, field: str | None = None) -> EnvelopeError:

@@ -34,12 +34,16 @@ from django.db import transaction
 from detections.plates import normalize
 from devices import presence
 
+from . import metrics
 from .store import Stored
 
 log = logging.getLogger(__name__)
 
 FRAME_INTERVAL_S = 0.1
 GROUP_SEND_CHUNK = 500  # events per channel-layer message, to keep each one well under the layer's size limits
+# Events a Pacer holds at most while its flush cannot keep up (the channel layer slow or away); beyond that
+# the oldest are dropped and counted: a live view may miss events, the server must not grow without bound.
+MAX_PENDING_EVENTS = 20_000
 DASHBOARD_GROUP = "live.dashboard"
 EVENT_TYPES = ("detection", "health", "device_status", "alert", "protocol_switch", "command")
 PUSH_KINDS = ("command", "config", "protocol", "video")
@@ -111,13 +115,14 @@ class Pacer:
 
     The first item after a quiet period goes out at once; a burst waits for the
     next slot. `flush` runs on the live loop; items added while it runs go in
-    the following call, in order.
+    the following call, in order. At most `max_items` wait; past that the oldest are dropped.
     """
 
     def __init__(self, flush: Callable[[list], Awaitable[None]], interval: float = FRAME_INTERVAL_S,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:  # fmt: skip
+                 loop: asyncio.AbstractEventLoop | None = None, max_items: int = MAX_PENDING_EVENTS) -> None:  # fmt: skip
         self._flush_items = flush
         self.interval = interval
+        self.max_items = max_items
         self._loop = loop
         self._items: list = []
         self._lock = threading.Lock()
@@ -130,6 +135,9 @@ class Pacer:
             self._items.extend(items)
             if not self._items:
                 return
+            if len(self._items) > self.max_items:
+                metrics.count_dropped_live_events(len(self._items) - self.max_items)
+                del self._items[: len(self._items) - self.max_items]
             loop = self._loop or live_loop()
             # Armed on another loop means a private loop the server's has replaced: it will not flush.
             if self._armed_on is loop:
@@ -159,6 +167,10 @@ class Pacer:
             if target is not None:
                 target.call_soon_threadsafe(self._arm, target)
 
+    def pending(self) -> int:
+        """Items waiting for the next flush."""
+        return len(self._items)
+
 
 async def _send_to_dashboards(events: list[dict]) -> None:
     layer = get_channel_layer()
@@ -168,6 +180,7 @@ async def _send_to_dashboards(events: list[dict]) -> None:
 
 
 _dashboards = Pacer(_send_to_dashboards)
+metrics.track_depth("live_pacer", _dashboards.pending)
 
 
 def publish(events: list[dict]) -> None:

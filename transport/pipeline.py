@@ -192,6 +192,8 @@ def record_refusal(via: str, code: str, detail: str, body: bytes | str = b"", de
 def _record_rejects(rejects: list[RejectedMessage]) -> None:
     if not rejects:
         return
+    for r in rejects:  # they quote what was sent, and PostgreSQL text cannot hold NUL
+        r.detail, r.message_id = r.detail.replace("\x00", "\ufffd"), r.message_id.replace("\x00", "\ufffd")
     try:
         RejectedMessage.objects.bulk_create(rejects)
     except (OperationalError, InterfaceError) as exc:

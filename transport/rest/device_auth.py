@@ -34,15 +34,16 @@ def _check(request: HttpRequest, methods: tuple[str, ...], max_bytes: int | None
         return error_response("method_not_allowed", f"Use {' or '.join(methods)}.")
     length = int(request.headers.get("Content-Length") or 0)
     if max_bytes is not None and length > max_bytes:
-        return _refuse(request, "too_large", f"Body is {length} bytes; the limit is {max_bytes}.", read_body=False)
+        return refuse(request, "too_large", f"Body is {length} bytes; the limit is {max_bytes}.", read_body=False)
     return None
 
 
-def _refuse(request: HttpRequest, code: str, detail: str, read_body: bool = True) -> HttpResponse:
+def refuse(request: HttpRequest, code: str, detail: str, field: str | None = None, device: Device | None = None,
+           read_body: bool = True) -> HttpResponse:  # fmt: skip
     """Answer in the contract's form and keep a record an operator can see."""
     body = request.body if read_body and request.method == "POST" else b""
-    pipeline.record_refusal("rest", code, detail, body)
-    return error_response(code, detail)
+    pipeline.record_refusal("rest", code, detail, body, device)
+    return error_response(code, detail, field)
 
 
 def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = None, schemes=("Device",)) -> Callable:
@@ -62,7 +63,7 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
                     device = await sync_to_async(authenticate_request)(request, schemes)
                     return await fn(request, device, *args, **kwargs)
                 except auth.AuthError as exc:
-                    return await sync_to_async(_refuse)(request, exc.code, exc.detail)
+                    return await sync_to_async(refuse)(request, exc.code, exc.detail)
                 except (OperationalError, InterfaceError):
                     return _unavailable()
 
@@ -75,7 +76,7 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
             try:
                 return fn(request, authenticate_request(request, schemes), *args, **kwargs)
             except auth.AuthError as exc:
-                return _refuse(request, exc.code, exc.detail)
+                return refuse(request, exc.code, exc.detail)
             except (OperationalError, InterfaceError):
                 return _unavailable()
 
@@ -84,10 +85,10 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
     return decorate
 
 
-def require_json(request: HttpRequest) -> HttpResponse | None:
+def require_json(request: HttpRequest, device: Device) -> HttpResponse | None:
     content_type = request.content_type or ""
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-        return error_response("unsupported_media_type", f"Send application/json, not {content_type}.")
+        return refuse(request, "unsupported_media_type", f"Send application/json, not {content_type}.", device=device)
     return None
 
 

@@ -17,7 +17,7 @@ from devices.models import Device
 from transport import auth, envelope, pipeline
 from transport.errors import error_response
 
-from .device_auth import device_api, require_json
+from .device_auth import device_api, refuse, require_json
 
 class _Batch(msgspec.Struct):
     messages: list[msgspec.Raw]
@@ -28,7 +28,7 @@ _batch_decoder = msgspec.json.Decoder(_Batch)
 
 @device_api(max_bytes=settings.ENVELOPE_MAX_BYTES)
 def ingest(request: HttpRequest, device: Device) -> JsonResponse:
-    if (refusal := require_json(request)) is not None:
+    if (refusal := require_json(request, device)) is not None:
         return refusal
     ack = pipeline.ingest(request.body, device, "rest")
     if ack.status == pipeline.ACCEPTED:
@@ -40,14 +40,15 @@ def ingest(request: HttpRequest, device: Device) -> JsonResponse:
 
 @device_api(max_bytes=settings.BATCH_MAX_BYTES)
 def ingest_batch(request: HttpRequest, device: Device) -> JsonResponse:
-    if (refusal := require_json(request)) is not None:
+    if (refusal := require_json(request, device)) is not None:
         return refusal
     try:
         raw = _batch_decoder.decode(request.body).messages
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return error_response("invalid", f'Body must be {{"messages": [envelope, ...]}}: {exc}', "messages")
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        return refuse(request, "invalid", f'Body must be {{"messages": [envelope, ...]}}: {exc}', "messages", device)
     if len(raw) > settings.BATCH_MAX_MESSAGES:
-        return error_response("too_large", f"{len(raw)} messages; a batch holds at most {settings.BATCH_MAX_MESSAGES}.", "messages")
+        detail = f"{len(raw)} messages; a batch holds at most {settings.BATCH_MAX_MESSAGES}."
+        return refuse(request, "too_large", detail, "messages", device)
     acks = pipeline.ingest_batch([pipeline.Inbound(bytes(item), device, "rest") for item in raw])
     for ack in acks:
         if ack.status in (pipeline.THROTTLED, pipeline.UNAVAILABLE):

@@ -165,3 +165,8 @@ def _unavailable(item: Inbound) -> Ack:
     detail = "The server could not store this message; resend later."
     return Ack(envelope.message_id_of(item.body), pipeline.UNAVAILABLE, "unavailable", detail,
                retry_after=pipeline.UNAVAILABLE_RETRY_S)
+
+
+def backlog() -> int:
+    """Messages queued on this process's real-time connections and waiting for a writer (for /metrics)."""
+    return sum(scheduler.waiting for scheduler in list(_schedulers.values()))

@@ -1,14 +1,29 @@
-"""`/ws/dashboard/`: the live event stream for logged-in operators (frame shape in transport.live)."""
+"""`/ws/dashboard/`: the live event stream for logged-in operators (frame shape in transport.live).
+
+Flow control: the browser answers each frame with a text message
+(conventionally `{"type": "next"}`) once it has handled it. At most WINDOW
+frames of at most FRAME_MAX_EVENTS events go unanswered; events arriving
+while the window is shut wait here, at most MAX_WAITING_EVENTS of them. A
+dashboard that overflows that, or keeps the window shut for
+DASHBOARD_STALL_TIMEOUT_S, is closed with 4408 (it reconnects and starts
+afresh), so an operator's socket that stops reading costs the server a
+bounded amount of memory, never a growing queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
-from transport import envelope, live
+from transport import envelope, live, metrics
 
-CLOSE_UNAUTHENTICATED = 4401
+CLOSE_UNAUTHENTICATED, CLOSE_TOO_SLOW = 4401, 4408
+WINDOW = 8  # frames sent and not yet answered
+FRAME_MAX_EVENTS = live.GROUP_SEND_CHUNK
+MAX_WAITING_EVENTS = 2000
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -20,6 +35,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(CLOSE_UNAUTHENTICATED)
             return
+        self.unanswered, self.waiting, self.shut_since, self.closing = 0, [], None, False
         self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop())
         await self.channel_layer.group_add(live.DASHBOARD_GROUP, self.channel_name)
 
@@ -28,11 +44,33 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             self.pacer.add(message["events"])
 
     async def _send_events(self, events: list[dict]) -> None:
-        await self.send(text_data=envelope.encode_json({"type": "events", "events": events}).decode())
+        while events and not self.closing:
+            if self.unanswered >= WINDOW:
+                await self._hold(events)
+                return
+            frame, events = events[:FRAME_MAX_EVENTS], events[FRAME_MAX_EVENTS:]
+            self.unanswered += 1
+            await self.send(text_data=envelope.encode_json({"type": "events", "events": frame}).decode())
+
+    async def _hold(self, events: list[dict]) -> None:
+        now = time.monotonic()
+        self.shut_since = self.shut_since or now
+        self.waiting.extend(events)
+        if len(self.waiting) > MAX_WAITING_EVENTS or now - self.shut_since > settings.DASHBOARD_STALL_TIMEOUT_S:
+            metrics.count_dropped_live_events(len(self.waiting))
+            self.waiting, self.closing = [], True
+            await self.close(CLOSE_TOO_SLOW)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        pass  # the stream is one way; browsers may send keep-alives
+        """Any message answers the oldest unanswered frame (older pages send keep-alives, which count too)."""
+        if self.pacer is None:
+            return
+        self.unanswered, self.shut_since = max(0, self.unanswered - 1), None
+        if self.waiting:  # older than anything in the pacer, so they go first
+            events, self.waiting = self.waiting, []
+            await self._send_events(events)
 
     async def disconnect(self, code: int) -> None:
         if self.pacer is not None:
+            self.closing = True
             await self.channel_layer.group_discard(live.DASHBOARD_GROUP, self.channel_name)
