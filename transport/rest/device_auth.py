@@ -32,10 +32,17 @@ def authenticate_request(request: HttpRequest, schemes: tuple[str, ...] = ("Devi
 def _check(request: HttpRequest, methods: tuple[str, ...], max_bytes: int | None) -> HttpResponse | None:
     if request.method not in methods:
         return error_response("method_not_allowed", f"Use {' or '.join(methods)}.")
-    length = int(request.headers.get("Content-Length") or 0)
-    if max_bytes is not None and length > max_bytes:
-        return refuse(request, "too_large", f"Body is {length} bytes; the limit is {max_bytes}.", read_body=False)
+    if _too_large(request, max_bytes):
+        return refuse(request, "too_large", f"Body is {_length(request)} bytes; the limit is {max_bytes}.", read_body=False)
     return None
+
+
+def _too_large(request: HttpRequest, max_bytes: int | None) -> bool:
+    return max_bytes is not None and _length(request) > max_bytes
+
+
+def _length(request: HttpRequest) -> int:
+    return int(request.headers.get("Content-Length") or 0)
 
 
 def refuse(request: HttpRequest, code: str, detail: str, field: str | None = None, device: Device | None = None,
@@ -57,8 +64,8 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
 
             @wraps(fn)
             async def async_view(request, *args, **kwargs):
-                if (refusal := _check(request, methods, max_bytes)) is not None:
-                    return refusal
+                if request.method not in methods or _too_large(request, max_bytes):  # a refusal is recorded
+                    return await sync_to_async(_check)(request, methods, max_bytes)
                 try:
                     device = await sync_to_async(authenticate_request)(request, schemes)
                     return await fn(request, device, *args, **kwargs)
@@ -85,11 +92,15 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
     return decorate
 
 
-def require_json(request: HttpRequest, device: Device) -> HttpResponse | None:
+def is_json(request: HttpRequest) -> bool:
     content_type = request.content_type or ""
-    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-        return refuse(request, "unsupported_media_type", f"Send application/json, not {content_type}.", device=device)
-    return None
+    return not content_type or content_type == "application/json" or content_type.endswith("+json")
+
+
+def require_json(request: HttpRequest, device: Device) -> HttpResponse | None:
+    if is_json(request):
+        return None
+    return refuse(request, "unsupported_media_type", f"Send application/json, not {request.content_type}.", device=device)
 
 
 def _unavailable() -> HttpResponse:
