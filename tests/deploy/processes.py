@@ -76,7 +76,9 @@ class Nginx:
 
 def _main_conf(directory: Path) -> str:
     """The main-context settings Debian's /etc/nginx/nginx.conf would give, kept inside `directory`."""
-    temp = "\n".join(f"    {kind}_temp_path {directory / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "\n".join(
+        f"    {kind}_temp_path {directory / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     return f"""{RUN_AS + ";" if getpass.getuser() == "root" else ""}
 worker_processes 1;
 daemon off;

@@ -124,7 +124,9 @@ def test_nginx_takes_the_site_redirects_to_https_and_keeps_metrics_inside(tmp_pa
 
 
 @pytest.mark.django_db
-def test_mosquitto_runs_the_shipped_config_with_tls_for_cameras_and_their_access_list(make_device, tmp_path, monkeypatch):
+def test_mosquitto_runs_the_shipped_config_with_tls_for_cameras_and_their_access_list(
+    make_device, tmp_path, monkeypatch
+):
     values = env_file()
     monkeypatch.setenv("MQTT_BRIDGE_USERNAME", values["MQTT_BRIDGE_USERNAME"])
     monkeypatch.setenv("MQTT_BRIDGE_PASSWORD", values["MQTT_BRIDGE_PASSWORD"])
