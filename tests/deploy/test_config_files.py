@@ -71,6 +71,12 @@ def test_the_target_starts_units_that_exist_and_nginx_balances_exactly_its_web_p
         assert ports == web_ports_in_target(), f"nginx upstream {name} and lpr.target list different web processes"
 
 
+def test_each_bridge_instance_has_a_client_id_of_its_own():
+    # Two bridges under one client id would take the broker session from each other in turn.
+    ids = {tuple(exec_start("lpr-mqtt-bridge@.service", instance=n)) for n in ("1", "2")}
+    assert len(ids) == 2 and all("--client-id" in argv for argv in ids)
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_accepts_every_unit_without_a_warning(tmp_path):
     for name in unit_names():
