@@ -165,7 +165,10 @@ async def socketio_connection(base: str, token: str, transport: str, tls: ssl.SS
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) if tls else None
     client = socketio.AsyncClient(reconnection=False, http_session=session)
     try:
-        await client.connect(base, namespaces=["/device"], auth={"token": token}, transports=[transport])
+        # The namespace handshake checks the token in the database: give a loaded machine more than the 1 s default.
+        await client.connect(
+            base, namespaces=["/device"], auth={"token": token}, transports=[transport], wait_timeout=10
+        )
         yield client
     finally:
         await client.disconnect()
