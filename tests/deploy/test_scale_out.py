@@ -205,11 +205,13 @@ def mqtt_camera(stack: Stack, device, envs: list[dict]) -> dict[str, str]:
 
 
 async def watch(ws, seen: list[str]) -> None:
-    """Note the message_id of every detection event the dashboard socket receives."""
+    """Note the message_id of every detection event the dashboard socket receives, answering each frame as the
+    dashboard page does (the server's flow control)."""
     async for raw in ws:
         frame = json.loads(raw)
         if frame.get("type") == "events":
             seen.extend(e["message_id"] for e in frame["events"] if e["type"] == "detection")
+            await ws.send('{"type": "next"}')
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float) -> bool:
