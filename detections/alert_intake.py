@@ -89,8 +89,12 @@ batcher = Batcher(_queue_match)
 
 def on_stored(messages: list) -> None:
     """transport.announce consumer: newly stored detections (message id, capture time), buffered."""
+    from . import watchlists
+
+    eager_beat.ensure_started()
+    if not watchlists.any_active():  # asked of the database at most every ALERT_INDEX_CHECK_S
+        return
     reads = [(m.envelope.id_text, m.envelope.timestamp.isoformat()) for m in messages
              if m.envelope.data_type == "detection"]  # fmt: skip
     if reads:
         batcher.add(reads)
-    eager_beat.ensure_started()

@@ -187,7 +187,7 @@ def _open_passages_near(span: dict[str, list], win: timedelta) -> list[_Open]:
     devices = list(span)
     params = [devices, [span[d][0] - win for d in devices], [span[d][1] + win for d in devices],
               [" ".join(span[d][2]) for d in devices], k, k]  # fmt: skip
-    with connection.cursor() as cursor:
+    with bulk.server_cursor() as cursor:  # parameters bound by the server, the statement prepared once reused
         cursor.execute(sql, params)
         return [_Open(*row) for row in cursor.fetchall()]
 

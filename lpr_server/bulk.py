@@ -5,8 +5,8 @@ rows `ON CONFLICT DO NOTHING` skipped. Here rows are plain tuples, in the
 order of the field names given, and each write picks the cheapest form:
 
 - On PostgreSQL, a few rows go in one `INSERT … VALUES` (one round trip,
-  parameters bound by the server). More rows go through `COPY`, the fastest
-  way into PostgreSQL: straight into the table, or, when rows may conflict
+  parameters bound by the server). More rows go through binary `COPY`, the
+  fastest way into PostgreSQL: straight into the table, or, when rows may conflict
   (`insert_new`), into a session-private staging table first and from there
   with one `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`, so the
   database still says exactly what was new.
@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import msgspec
 import psycopg
+from psycopg.types.json import set_json_dumps
 from django.db import connection, models
 
 _json = msgspec.json.Encoder()
@@ -66,7 +67,7 @@ def insert_new(model: type[models.Model], fields: Sequence[str], rows: Sequence[
     names, key_column = _names(columns), _q(key_field.column)
     sql = (f"INSERT INTO {_q(table)} ({names}) SELECT {names} FROM {_q(stage)} "
            f"ON CONFLICT ({key_column}) DO NOTHING RETURNING {key_column}::text")  # fmt: skip
-    with _logged(sql), _raw_cursor() as cursor:
+    with _logged(sql), server_cursor() as cursor:
         cursor.execute(sql)
         return [r[0] for r in cursor.fetchall()]
 
@@ -76,7 +77,7 @@ def allocate_ids(model: type[models.Model], count: int) -> list[int]:
     if not count:
         return []
     sql = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
-    with _logged(sql), _raw_cursor() as cursor:
+    with _logged(sql), server_cursor() as cursor:
         cursor.execute(sql, [model._meta.db_table, model._meta.pk.column, count])
         return [r[0] for r in cursor.fetchall()]
 
@@ -87,7 +88,7 @@ def _staging_table(table: str) -> str:
     connection.ensure_connection()
     made = _staged.setdefault(connection.connection, set())
     if stage not in made:
-        with _raw_cursor() as cursor:
+        with server_cursor() as cursor:
             cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_q(stage)} (LIKE {_q(table)} INCLUDING DEFAULTS) "
                            "ON COMMIT DELETE ROWS")  # fmt: skip
         made.add(stage)
@@ -101,25 +102,25 @@ def _insert_values(table: str, columns: list, rows: Sequence[Sequence[Any]], bac
     if back is not None:
         sql += f" ON CONFLICT ({_q(back.column)}) DO NOTHING RETURNING {_q(back.column)}::text"
     params = [_to_json(v) if i in json_at else v for row in rows for i, v in enumerate(row)]
-    with _logged(sql), _raw_cursor() as cursor:
+    with _logged(sql), server_cursor() as cursor:
         cursor.execute(sql, params)
         return [r[0] for r in cursor.fetchall()] if back is not None else []
 
 
 def _copy(table: str, columns: list, rows: Sequence[Sequence[Any]]) -> None:
-    json_at = _json_columns(columns)
-    sql = f"COPY {_q(table)} ({_names(columns)}) FROM STDIN"
-    with _logged(sql), _raw_cursor() as cursor, cursor.copy(sql) as copy:
-        write = copy.write_row
-        if not json_at:
+    """COPY in PostgreSQL's binary format: nothing to format as text here, nothing to parse there."""
+    sql = f"COPY {_q(table)} ({_names(columns)}) FROM STDIN (FORMAT BINARY)"
+    with _logged(sql), server_cursor() as cursor:
+        set_json_dumps(_to_json, cursor)
+        with cursor.copy(sql) as copy:
+            copy.set_types([_binary_type(f) for f in columns])
+            write = copy.write_row
             for row in rows:
                 write(row)
-            return
-        for row in rows:
-            row = list(row)
-            for i in json_at:
-                row[i] = _to_json(row[i])
-            write(row)
+
+
+def _binary_type(field: models.Field) -> str:
+    return field.db_type(connection).partition("(")[0]
 
 
 def _values(table: str, columns: list, rows: Sequence[Sequence[Any]], back) -> list[Any]:
@@ -151,7 +152,7 @@ def _logged(sql: str) -> Iterator[None]:
         connection.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})
 
 
-def _raw_cursor() -> psycopg.Cursor:
+def server_cursor() -> psycopg.Cursor:
     """A server-side-binding psycopg cursor on Django's connection (Django's own binds client-side)."""
     connection.ensure_connection()
     return psycopg.Cursor(connection.connection)

@@ -64,7 +64,7 @@ def write(items: list[Item], received_at: datetime) -> Outcome:
     candidates = _first_of_each_id(items, outcome)
     latency = {i: _latency(items[i][2], received_at) for i in candidates}
     ledger_rows = [
-        (e.id_text, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, latency[i])
+        (e.message_id, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, latency[i])
         for i in candidates
         for d, via, e in (items[i],)
     ]
@@ -129,7 +129,7 @@ HEALTH_FIELDS = ["message_id", "device", "reported_at", "received_at", "received
 
 
 def _write_detections(items: list[Item], received_at: datetime) -> None:
-    reads = [passages.Read(d.id, normalize(e.payload.plate), e.payload.confidence, e.timestamp, e.id_text) for d, _, e in items]
+    reads = [passages.Read(d.id, normalize(e.payload.plate), e.payload.confidence, e.timestamp, e.message_id) for d, _, e in items]
     # In this transaction (a few queries per batch), so alerts see each detection's passage.
     passage_ids = passages.assign(reads)
     rows = []
@@ -137,7 +137,7 @@ def _write_detections(items: list[Item], received_at: datetime) -> None:
         p = e.payload
         text = search_text(read.plate_normalized, [c.plate for c in p.candidates]) if p.candidates else read.folded
         rows.append((
-            e.id_text, device.id, p.plate, read.plate_normalized, p.confidence, p.region or "",
+            e.message_id, device.id, p.plate, read.plate_normalized, p.confidence, p.region or "",
             _json(p.candidates, _EMPTY_LIST), _json(p.vehicle, _EMPTY_OBJECT), _json(p.bbox, None),
             _direction(p.direction), p.speed_kph, p.lane, p.image_ref, e.timestamp, received_at, via, e.protocol,
             _latency(e, received_at), _json(e.extra, _EMPTY_OBJECT), text, passage_id,
@@ -150,7 +150,7 @@ def _write_health(items: list[Item], received_at: datetime) -> None:
     for device, via, e in items:
         p, net = e.payload, e.payload.network or _NO_NETWORK
         rows.append((
-            e.id_text, device.id, e.timestamp, received_at, via, p.cpu_percent, p.memory_percent, p.temperature_c,
+            e.message_id, device.id, e.timestamp, received_at, via, p.cpu_percent, p.memory_percent, p.temperature_c,
             p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms, net.bandwidth_kbps,
             net.packet_loss, net.uptime_percent, _json(e.extra, _EMPTY_OBJECT),
         ))  # fmt: skip
@@ -161,7 +161,7 @@ def _write_configs(items: list[Item], received_at: datetime) -> None:
     bulk.insert(
         ReportedConfig,
         ["message_id", "device", "version", "values", "reported_at", "received_at"],
-        [(e.id_text, d.id, e.payload.version, e.payload.values, e.timestamp, received_at) for d, _, e in items],
+        [(e.message_id, d.id, e.payload.version, e.payload.values, e.timestamp, received_at) for d, _, e in items],
     )
 
 
