@@ -107,6 +107,7 @@ class Connection:
         self.connected = threading.Event()
         self._client = self._make_client(will)
         self._outbox: deque[tuple] = deque()
+        self._last_sent: mqtt.MQTTMessageInfo | None = None  # the latest QoS 1 publish handed to paho
         self._unsettled = 0  # received with manual ack, not yet acked: the worker will soon fill the outbox
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -154,6 +155,10 @@ class Connection:
         publication = Publication()
         self._outbox.append(("publish", topic, payload, qos, retain, publication))
         return publication
+
+    def send(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """`publish` for a caller that will not wait for the broker (the bridge's acks): no Publication to make."""
+        self._outbox.append(("publish", topic, payload, qos, False, None))
 
     def ack(self, message: Received) -> None:
         """PUBACK a message received with manual acks. Skipped if its connection is gone: the broker redelivers."""
@@ -205,10 +210,10 @@ class Connection:
         items = list(self._outbox)
         self._outbox.clear()
         self._outbox.extend([i for i in items if i[0] == "ack"] + [i for i in items if i[0] == "publish"])
-        last = next((i[5] for i in reversed(items) if i[0] == "publish" and i[3] > 0), None)
         self._drain_outbox()
         deadline = time.monotonic() + timeout
-        while last is not None and not last.info.is_published() and time.monotonic() < deadline:
+        last = self._last_sent
+        while last is not None and not last.is_published() and time.monotonic() < deadline:
             if self._client.loop(0.01) != mqtt.MQTT_ERR_SUCCESS:
                 break
         self._client.disconnect()
@@ -219,8 +224,12 @@ class Connection:
             item = self._outbox.popleft()
             if item[0] == "publish":
                 _, topic, payload, qos, retain, publication = item
-                publication.info = client.publish(topic, payload, qos=qos, retain=retain)
-                publication.queued.set()
+                info = client.publish(topic, payload, qos=qos, retain=retain)
+                if qos:
+                    self._last_sent = info
+                if publication is not None:
+                    publication.info = info
+                    publication.queued.set()
             else:
                 message = item[1]
                 if message.generation == self.generation and self.connected.is_set():
