@@ -25,7 +25,7 @@ from django.db.models import Q
 from lpr_server import bulk
 
 from .models import Passage
-from .plates import fold, near
+from .plates import fold_normalized, near
 
 
 @dataclass(slots=True)
@@ -39,7 +39,7 @@ class Read:
 
     def __post_init__(self) -> None:
         if not self.folded:
-            self.folded = fold(self.plate_normalized)
+            self.folded = fold_normalized(self.plate_normalized)
 
 
 @dataclass(slots=True)
@@ -61,11 +61,19 @@ class _Open:
         return self.first_at - window <= read.captured_at <= self.last_at + window
 
     def add(self, index: int, read: Read) -> None:
+        at = read.captured_at
         self.reads.append(index)
         self.added += 1
-        self.first_at, self.last_at = min(self.first_at, read.captured_at), max(self.last_at, read.captured_at)
-        self.first_added = min(self.first_added or read.captured_at, read.captured_at)
-        self.last_added = max(self.last_added or read.captured_at, read.captured_at)
+        if at < self.first_at:
+            self.first_at = at
+        elif at > self.last_at:
+            self.last_at = at
+        if self.first_added is None:
+            self.first_added = self.last_added = at
+        elif at < self.first_added:
+            self.first_added = at
+        elif at > self.last_added:
+            self.last_added = at
         if self.best is None or read.confidence > self.best.confidence:
             self.best = read
 

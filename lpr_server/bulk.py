@@ -26,14 +26,25 @@ from typing import Any, Callable, Iterator, Sequence
 
 import msgspec
 import psycopg
-from psycopg.types.json import set_json_dumps
+from psycopg import postgres, pq
+from psycopg.adapt import Dumper
 from django.db import connection, models
 
 _json = msgspec.json.Encoder()
 
 
-class JsonText(str):
+class JsonText(bytes):
     """A JSON column's value already encoded (e.g. a struct straight to JSON), written as it is."""
+
+
+class _JsonbCopyDumper(Dumper):
+    """jsonb in COPY's binary format: a version byte, then the JSON text, encoded here only if not already."""
+
+    format = pq.Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + (obj if isinstance(obj, bytes) else _json.encode(obj))
 
 COPY_FROM_ROWS = 8  # below this many rows one INSERT … VALUES beats COPY's extra round trip
 _staged: weakref.WeakKeyDictionary[psycopg.Connection, set[str]] = weakref.WeakKeyDictionary()
@@ -111,7 +122,7 @@ def _copy(table: str, columns: list, rows: Sequence[Sequence[Any]]) -> None:
     """COPY in PostgreSQL's binary format: nothing to format as text here, nothing to parse there."""
     sql = f"COPY {_q(table)} ({_names(columns)}) FROM STDIN (FORMAT BINARY)"
     with _logged(sql), server_cursor() as cursor:
-        set_json_dumps(_to_json, cursor)
+        cursor.adapters.register_dumper(JsonText, _JsonbCopyDumper)  # also the dumper for every jsonb column here
         with cursor.copy(sql) as copy:
             copy.set_types([_binary_type(f) for f in columns])
             write = copy.write_row
@@ -170,7 +181,7 @@ def _to_json(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, JsonText):
-        return value
+        return value.decode()
     return _json.encode(value).decode()
 
 

@@ -71,14 +71,15 @@ def write(items: list[Item], received_at: datetime) -> Outcome:
     new_ids = set(bulk.insert_new(Message, LEDGER_FIELDS, ledger_rows, key="message_id"))
     fresh = [i for i in candidates if items[i][2].id_text in new_ids]
     outcome.inserted.update(fresh)
-    by_type: dict[str, list[Item]] = {}
+    by_type: dict[str, list[Stored]] = {}
     for i in fresh:
         device, via, env = items[i]
-        by_type.setdefault(env.data_type, []).append(items[i])
-        outcome.stored.append(Stored(device.id, via, env, received_at, latency[i]))
-    _write_detections(by_type.get("detection", []), received_at)
-    _write_health(by_type.get("health", []), received_at)
-    _write_configs(by_type.get("config", []), received_at)
+        stored = Stored(device.id, via, env, received_at, latency[i])
+        by_type.setdefault(env.data_type, []).append(stored)
+        outcome.stored.append(stored)
+    _write_detections(by_type.get("detection", []))
+    _write_health(by_type.get("health", []))
+    _write_configs(by_type.get("config", []))
     _apply_controls(by_type.get("control", []))
     _touch_devices([items[i] for i in fresh], received_at)
     return outcome
@@ -128,59 +129,61 @@ HEALTH_FIELDS = ["message_id", "device", "reported_at", "received_at", "received
                  "bandwidth_kbps", "packet_loss", "uptime_percent", "extra"]  # fmt: skip
 
 
-def _write_detections(items: list[Item], received_at: datetime) -> None:
-    reads = [passages.Read(d.id, normalize(e.payload.plate), e.payload.confidence, e.timestamp, e.message_id) for d, _, e in items]
+def _write_detections(stored: list[Stored]) -> None:
+    reads = [passages.Read(s.device_id, normalize(s.envelope.payload.plate), s.envelope.payload.confidence,
+                           s.envelope.timestamp, s.envelope.message_id) for s in stored]  # fmt: skip
     # In this transaction (a few queries per batch), so alerts see each detection's passage.
     passage_ids = passages.assign(reads)
     rows = []
-    for (device, via, e), read, passage_id in zip(items, reads, passage_ids):
-        p = e.payload
+    for s, read, passage_id in zip(stored, reads, passage_ids):
+        e, p = s.envelope, s.envelope.payload
         text = search_text(read.plate_normalized, [c.plate for c in p.candidates]) if p.candidates else read.folded
         rows.append((
-            e.message_id, device.id, p.plate, read.plate_normalized, p.confidence, p.region or "",
+            e.message_id, s.device_id, p.plate, read.plate_normalized, p.confidence, p.region or "",
             _json(p.candidates, _EMPTY_LIST), _json(p.vehicle, _EMPTY_OBJECT), _json(p.bbox, None),
-            _direction(p.direction), p.speed_kph, p.lane, p.image_ref, e.timestamp, received_at, via, e.protocol,
-            _latency(e, received_at), _json(e.extra, _EMPTY_OBJECT), text, passage_id,
+            _direction(p.direction), p.speed_kph, p.lane, p.image_ref, e.timestamp, s.received_at, s.via, e.protocol,
+            s.latency_ms, _json(e.extra, _EMPTY_OBJECT), text, passage_id,
         ))  # fmt: skip
     bulk.insert(Detection, DETECTION_FIELDS, rows)
 
 
-def _write_health(items: list[Item], received_at: datetime) -> None:
+def _write_health(stored: list[Stored]) -> None:
     rows = []
-    for device, via, e in items:
-        p, net = e.payload, e.payload.network or _NO_NETWORK
+    for s in stored:
+        e, p, net = s.envelope, s.envelope.payload, s.envelope.payload.network or _NO_NETWORK
         rows.append((
-            e.message_id, device.id, e.timestamp, received_at, via, p.cpu_percent, p.memory_percent, p.temperature_c,
-            p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms, net.bandwidth_kbps,
-            net.packet_loss, net.uptime_percent, _json(e.extra, _EMPTY_OBJECT),
+            e.message_id, s.device_id, e.timestamp, s.received_at, s.via, p.cpu_percent, p.memory_percent,
+            p.temperature_c, p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms,
+            net.bandwidth_kbps, net.packet_loss, net.uptime_percent, _json(e.extra, _EMPTY_OBJECT),
         ))  # fmt: skip
     bulk.insert(HealthLog, HEALTH_FIELDS, rows)
 
 
-def _write_configs(items: list[Item], received_at: datetime) -> None:
+def _write_configs(stored: list[Stored]) -> None:
     bulk.insert(
         ReportedConfig,
         ["message_id", "device", "version", "values", "reported_at", "received_at"],
-        [(e.message_id, d.id, e.payload.version, e.payload.values, e.timestamp, received_at) for d, _, e in items],
-    )
+        [(s.envelope.message_id, s.device_id, s.envelope.payload.version, s.envelope.payload.values,
+          s.envelope.timestamp, s.received_at) for s in stored],
+    )  # fmt: skip
 
 
 _encode = msgspec.json.Encoder().encode
-_EMPTY_LIST, _EMPTY_OBJECT = bulk.JsonText("[]"), bulk.JsonText("{}")
+_EMPTY_LIST, _EMPTY_OBJECT = bulk.JsonText(b"[]"), bulk.JsonText(b"{}")
 
 
 def _json(value, empty: bulk.JsonText | None) -> bulk.JsonText | None:
     """A JSON column's text, encoded straight from the decoded structs (no detour through dicts)."""
-    return bulk.JsonText(_encode(value).decode()) if value else empty
+    return bulk.JsonText(_encode(value)) if value else empty
 
 
-def _apply_controls(items: list[Item]) -> None:
+def _apply_controls(stored: list[Stored]) -> None:
     by_device: dict[str, list[Answer]] = {}
     via_of: dict[str, str] = {}
-    for device, via, e in items:
-        p = e.payload
-        by_device.setdefault(device.id, []).append(Answer(p.command_id, p.status, p.result, p.error))
-        via_of[device.id] = via
+    for s in stored:
+        p = s.envelope.payload
+        by_device.setdefault(s.device_id, []).append(Answer(p.command_id, p.status, p.result, p.error))
+        via_of[s.device_id] = s.via
     for device_id, answers in by_device.items():
         apply_answers(device_id, answers, via_of[device_id])
 
