@@ -200,7 +200,7 @@ def _open_passages_near(span: dict[str, list], win: timedelta) -> list[_Open]:
         return [_Open(*row) for row in cursor.fetchall()]
 
 
-PASSAGE_FIELDS = ["id", "device", "plate_normalized", "plate_folded", "best_message_id", "best_confidence",
+PASSAGE_FIELDS = ["device", "plate_normalized", "plate_folded", "best_message_id", "best_confidence",
                   "first_at", "last_at", "read_count"]  # fmt: skip
 
 
@@ -208,14 +208,13 @@ def _create(new: list[_Open]) -> None:
     if not new:
         return
     if connection.vendor != "postgresql":
-        objs = [Passage(**dict(zip(PASSAGE_FIELDS[1:], _row(p)))) for p in new]
+        objs = [Passage(**dict(zip(PASSAGE_FIELDS, _row(p)))) for p in new]
         Passage.objects.bulk_create(objs)  # SQLite >= 3.35 returns the new ids
         for p, obj in zip(new, objs):
             p.id = obj.id
         return
-    for p, passage_id in zip(new, bulk.allocate_ids(Passage, len(new))):
+    for p, passage_id in zip(new, bulk.insert_with_ids(Passage, PASSAGE_FIELDS, [_row(p) for p in new])):
         p.id = passage_id
-    bulk.insert(Passage, PASSAGE_FIELDS, [(p.id, *_row(p)) for p in new])
 
 
 def _row(p: _Open) -> tuple:

@@ -83,6 +83,19 @@ def insert_new(model: type[models.Model], fields: Sequence[str], rows: Sequence[
         return [r[0] for r in cursor.fetchall()]
 
 
+def insert_with_ids(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+    """Insert `rows` (PostgreSQL) and return their new primary keys, in order: a few rows by one
+    `INSERT … RETURNING`, more by taking the keys from the sequence first and copying the rows with them."""
+    if not rows:
+        return []
+    if len(rows) < COPY_FROM_ROWS:
+        table, columns, pk = model._meta.db_table, _columns(model, fields), model._meta.pk.column
+        return _insert_values(table, columns, rows, None, returning=pk)
+    ids = allocate_ids(model, len(rows))
+    insert(model, [model._meta.pk.name, *fields], [(pk, *row) for pk, row in zip(ids, rows)])
+    return ids
+
+
 def allocate_ids(model: type[models.Model], count: int) -> list[int]:
     """`count` fresh primary keys from the table's sequence (PostgreSQL), for rows written by `insert`."""
     if not count:
@@ -106,16 +119,18 @@ def _staging_table(table: str) -> str:
     return stage
 
 
-def _insert_values(table: str, columns: list, rows: Sequence[Sequence[Any]], back) -> list[Any]:
+def _insert_values(table: str, columns: list, rows: Sequence[Sequence[Any]], back, returning: str | None = None) -> list:
     json_at = _json_columns(columns)
     row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
     sql = f"INSERT INTO {_q(table)} ({_names(columns)}) VALUES " + ", ".join([row_sql] * len(rows))
     if back is not None:
         sql += f" ON CONFLICT ({_q(back.column)}) DO NOTHING RETURNING {_q(back.column)}::text"
+    elif returning is not None:
+        sql += f" RETURNING {_q(returning)}"
     params = [_to_json(v) if i in json_at else v for row in rows for i, v in enumerate(row)]
     with _logged(sql), server_cursor() as cursor:
         cursor.execute(sql, params)
-        return [r[0] for r in cursor.fetchall()] if back is not None else []
+        return [r[0] for r in cursor.fetchall()] if back is not None or returning is not None else []
 
 
 def _copy(table: str, columns: list, rows: Sequence[Sequence[Any]]) -> None:
