@@ -84,17 +84,20 @@ class Session:
 
 
 class _Client(mqtt.Client):
-    """paho's client, reading the socket 64 KiB at a time.
+    """paho's client, reading the socket 64 KiB at a time and writing it a batch at a time.
 
     paho reads each packet a byte or two at a time, a system call each (three
-    or more per message); serving those reads from one buffer halves the CPU a
-    message costs to receive. Only the one private method paho reads through
-    is replaced, so an upgrade of the pinned paho-mqtt is checked by the tests.
+    or more per message), and writes every packet with a system call of its
+    own; serving its reads from one buffer halves the CPU a message costs to
+    receive, and collecting its writes until `flush` sends a batch of acks in
+    one call. Only the private methods paho reads and writes through are
+    replaced, so an upgrade of the pinned paho-mqtt is checked by the tests.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._read_buffer, self._read_at = b"", 0
+        self._write_buffer = bytearray()
 
     def buffered(self) -> int:
         """Bytes read from the socket that paho has not taken yet (select() cannot see them)."""
@@ -109,8 +112,33 @@ class _Client(mqtt.Client):
         self._read_at += len(data)
         return data
 
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if self._sock is None:
+            raise ConnectionError("self._sock is None")
+        self._write_buffer += buf
+        return len(buf)
+
+    def unsent(self) -> int:
+        return len(self._write_buffer)
+
+    def flush(self) -> bool:
+        """Send what paho has written since the last flush; False if the connection is lost. What the socket
+        cannot take now stays for the next flush."""
+        while self._write_buffer:
+            try:
+                sent = super()._sock_send(self._write_buffer)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            del self._write_buffer[:sent]
+        return True
+
     def _sock_close(self) -> None:
-        self._read_buffer, self._read_at = b"", 0  # what a dead connection left must not be read on the next
+        if self._sock is not None:
+            self.flush()  # a DISCONNECT, the last acks
+        # What a dead connection left must not be read, or sent, on the next.
+        self._read_buffer, self._read_at, self._write_buffer = b"", 0, bytearray()
         super()._sock_close()
 
 
@@ -214,9 +242,8 @@ class Connection:
                 continue
             while not self._stopping.is_set():
                 self._drain_outbox()
-                if self._client.loop(0.002 if self._unsettled or self._outbox else 0.05) != mqtt.MQTT_ERR_SUCCESS:
-                    break
-                if not self._read_buffered():
+                busy = self._unsettled or self._outbox or self._client.unsent()
+                if not self._step(0.002 if busy else 0.05):
                     break
                 if self.connected.is_set():
                     delay = RECONNECT_MIN_S
@@ -227,12 +254,16 @@ class Connection:
             self._stopping.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
-    def _read_buffered(self) -> bool:
-        """Hand paho what is read but not yet parsed (its select() would not wake for it); False if lost."""
-        while self._client.buffered():
-            if self._client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+    def _step(self, timeout: float) -> bool:
+        """One turn of the network loop: send what is written, wait up to `timeout` for the broker, hand paho
+        what was read (its select() would not wake for what is already buffered). False if the connection is lost."""
+        client = self._client
+        if not client.flush() or client.loop(timeout) != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        while client.buffered():
+            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
                 return False
-        return True
+        return client.flush()
 
     def _connect_options(self) -> dict:
         if not self.address.mqtt5:
@@ -255,9 +286,10 @@ class Connection:
         deadline = time.monotonic() + timeout
         last = self._last_sent
         while last is not None and not last.is_published() and time.monotonic() < deadline:
-            if self._client.loop(0.01) != mqtt.MQTT_ERR_SUCCESS:
+            if not self._step(0.01):
                 break
         self._client.disconnect()
+        self._client.flush()
 
     def _drain_outbox(self) -> None:
         client = self._client
