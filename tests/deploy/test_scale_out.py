@@ -309,7 +309,7 @@ def test_two_web_processes_and_two_bridges_store_everything_once_and_every_dashb
             race_answers = await race(stack, fleet["racer"][0], tokens[fleet["racer"][0].id], raced)
             got_all = await eventually(lambda: all(every_id <= set(seen) for seen in dashboards), 30)
             assert got_all, [len(every_id - set(seen)) for seen in dashboards]
-            await asyncio.sleep(1.0)  # a copy sent twice would arrive now (dashboards get a frame per 100 ms)
+            await asyncio.sleep(1.0)  # a copy sent twice would arrive now (dashboards get a frame every 25 ms)
             return answers, logs_after_cameras, race_answers
         finally:
             for task in watchers:
