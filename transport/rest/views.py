@@ -27,11 +27,11 @@ class _Batch(msgspec.Struct):
 _batch_decoder = msgspec.json.Decoder(_Batch)
 
 
-@device_api(max_bytes=settings.ENVELOPE_MAX_BYTES)
-async def ingest(request: HttpRequest, device: Device) -> HttpResponse:
-    if (refusal := await _refuse_non_json(request, device)) is not None:
-        return refusal
-    ack = (await _store(request, [pipeline.Inbound(request.body, device, "rest")]))[0]
+@device_api(max_bytes=settings.ENVELOPE_MAX_BYTES, defer_auth=True)
+async def ingest(request: HttpRequest, credentials: auth.Credentials) -> HttpResponse:
+    if not is_json(request):
+        return await sync_to_async(require_json)(request)
+    ack = (await _store(request, [pipeline.Inbound(request.body, None, "rest", credentials=credentials)]))[0]
     if ack.status == pipeline.ACCEPTED:
         return _json({"message_id": ack.message_id, "status": ack.status}, status=201)
     if ack.status == pipeline.DUPLICATE:
@@ -39,21 +39,21 @@ async def ingest(request: HttpRequest, device: Device) -> HttpResponse:
     return error_response(ack.error, ack.detail, ack.field, ack.retry_after, message_id=ack.message_id)
 
 
-@device_api(max_bytes=settings.BATCH_MAX_BYTES)
-async def ingest_batch(request: HttpRequest, device: Device) -> HttpResponse:
-    if (refusal := await _refuse_non_json(request, device)) is not None:
-        return refusal
+@device_api(max_bytes=settings.BATCH_MAX_BYTES, defer_auth=True)
+async def ingest_batch(request: HttpRequest, credentials: auth.Credentials) -> HttpResponse:
+    if not is_json(request):
+        return await sync_to_async(require_json)(request)
     try:
         raw = _batch_decoder.decode(request.body).messages
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return await sync_to_async(refuse)(request, "invalid", f'Body must be {{"messages": [envelope, ...]}}: {exc}',
-                                           "messages", device)  # fmt: skip
+                                           "messages")  # fmt: skip
     if len(raw) > settings.BATCH_MAX_MESSAGES:
         detail = f"{len(raw)} messages; a batch holds at most {settings.BATCH_MAX_MESSAGES}."
-        return await sync_to_async(refuse)(request, "too_large", detail, "messages", device)
-    acks = await _store(request, [pipeline.Inbound(bytes(item), device, "rest") for item in raw])
+        return await sync_to_async(refuse)(request, "too_large", detail, "messages")
+    acks = await _store(request, [pipeline.Inbound(bytes(item), None, "rest", credentials=credentials) for item in raw])
     for ack in acks:
-        if ack.status in (pipeline.THROTTLED, pipeline.UNAVAILABLE):
+        if ack.status in (pipeline.THROTTLED, pipeline.UNAVAILABLE) or ack.credentials_refused:
             return error_response(ack.error, ack.detail, retry_after=ack.retry_after)
     return _json({"results": [_result(ack) for ack in acks]})
 
@@ -62,12 +62,6 @@ async def _store(request: HttpRequest, items: list[pipeline.Inbound]) -> list[pi
     if isinstance(request, ASGIRequest):  # a long-lived server loop: share writes with concurrent requests
         return await batching.submit(items)
     return await sync_to_async(pipeline.ingest_batch)(items)  # WSGI (and Django's test client): commit alone
-
-
-async def _refuse_non_json(request: HttpRequest, device: Device) -> HttpResponse | None:
-    if is_json(request):
-        return None
-    return await sync_to_async(require_json)(request, device)
 
 
 def _json(body: dict, status: int = 200) -> HttpResponse:
