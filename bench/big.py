@@ -21,7 +21,19 @@ DATABASE = "lpr_bench_big"
 LIMIT_MS = 100.0
 PAGE_REQUESTS = 30
 SEARCHES = 100
-CONFUSABLE = {"B": "8", "8": "B", "O": "0", "0": "O", "S": "5", "5": "S", "Z": "2", "2": "Z", "G": "6", "1": "I", "D": "0"}
+CONFUSABLE = {
+    "B": "8",
+    "8": "B",
+    "O": "0",
+    "0": "O",
+    "S": "5",
+    "5": "S",
+    "Z": "2",
+    "2": "Z",
+    "G": "6",
+    "1": "I",
+    "D": "0",
+}
 
 
 def misread(plate: str, rng: random.Random) -> str:
@@ -40,7 +52,7 @@ def run(rows: int, meta: dict) -> dict:
     url = fresh_database(DATABASE)
     fleet.setup_django(url)
     say(f"seeding {rows:,} detections into {DATABASE}")
-    seeded = seed.seed(rows, say=say)
+    seeded = seed.seed(url, rows, say=say)
     say(f"seeded in {seeded['seconds']:.0f} s (insert {seeded['insert_s']:.0f} s, indexes {seeded['index_s']:.0f} s)")
     client = logged_in_client()
     results = {"seed": seeded, "pages": pages(client), "search": searches(client)}
@@ -82,7 +94,9 @@ def searches(client) -> dict:
 
     rng = random.Random(7)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT plate_normalized FROM detections_detection TABLESAMPLE SYSTEM (0.05) LIMIT %s", [SEARCHES])
+        cursor.execute(
+            "SELECT plate_normalized FROM detections_detection TABLESAMPLE SYSTEM (0.05) LIMIT %s", [SEARCHES]
+        )
         plates = [r[0] for r in cursor.fetchall()]
     say(f"plate search through the operator API, {len(plates)} plates per mode")
     queries = {"exact": [f"plate={p}&match=exact" for p in plates],
@@ -113,5 +127,7 @@ def table(results: dict, meta: dict) -> str:
     for group in ("pages", "search"):
         for name, p in results[group].items():
             verdict = "PASS" if p["p95"] < LIMIT_MS else "FAIL"
-            lines.append(f"{name:<28} {p['p50']:>8.1f} {p['p95']:>8.1f} {LIMIT_MS:>8.0f}  {verdict} (p95, {p['n']} requests)")
+            lines.append(
+                f"{name:<28} {p['p50']:>8.1f} {p['p95']:>8.1f} {LIMIT_MS:>8.0f}  {verdict} (p95, {p['n']} requests)"
+            )
     return "\n".join(lines)

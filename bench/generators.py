@@ -18,6 +18,7 @@ from .measure import Sent, read_node_log, read_wrk_logs
 from .stack import ROOT
 
 LOAD = ROOT / "bench" / "load"
+HEALTH_EVERY = 50  # one message in 50 from each camera is a health report, the rest are reads
 
 
 @dataclass
@@ -35,7 +36,8 @@ class NodeCameras:
         self.log = work / f"{name}.log"
         config = {"transport": transport, "mode": mode, "base": base, "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
                   "cameras": [c.as_dict() for c in cameras], "warmup_s": warmup_s, "measure_s": measure_s,
-                  "log": str(self.log), "seed": random.randrange(1, 10**6), **options}  # fmt: skip
+                  "log": str(self.log), "seed": random.randrange(1, 10**6), "health_every": HEALTH_EVERY,
+                  **options}  # fmt: skip
         config_file = work / f"{name}.json"
         config_file.write_text(json.dumps(config))
         self.proc = subprocess.Popen(["node", str(LOAD / "camera.js"), str(config_file)], cwd=ROOT,
@@ -59,10 +61,12 @@ class WrkCameras:
         cameras_file = work / f"{name}.cameras"
         cameras_file.write_text("".join(f"{c.id} {c.key}\n" for c in cameras))
         script = "rest_single_rate.lua" if rate else "rest_single.lua"
-        args = [str(cameras_file), str(self.prefix), str(random.randrange(1, 2**31))] + ([str(rate)] if rate else [])
+        args = [str(cameras_file), str(self.prefix), str(random.randrange(1, 2**31)), str(HEALTH_EVERY)]
+        args += [str(rate)] if rate else []
         self.started = time.time()
         self.proc = subprocess.Popen(
-            ["wrk", "-t1", f"-c{connections}", f"-d{warmup_s + measure_s:g}s", "--timeout", "10s", "-s", str(LOAD / script),
+            ["wrk", "-t1", f"-c{connections}", f"-d{warmup_s + measure_s:g}s", "--timeout", "10s",
+             "-s", str(LOAD / script),
              base + path, "--", *args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

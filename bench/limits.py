@@ -43,11 +43,18 @@ def postgres(database_url: str, device_ids: list[str], rows: int) -> dict:
     with psycopg.connect(database_url) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_detection")
         conn.execute("CREATE TABLE bench_detection (LIKE detections_detection INCLUDING ALL)")
-        names = [c.name for c in conn.execute("SELECT * FROM detections_detection LIMIT 0").description if c.name != "id"]
+        names = [
+            c.name for c in conn.execute("SELECT * FROM detections_detection LIMIT 0").description if c.name != "id"
+        ]
         stored = conn.execute(f"SELECT {', '.join(names)} FROM detections_detection WHERE device_id = ANY(%s) LIMIT %s",
                               [device_ids, rows]).fetchall()  # fmt: skip
-        json_columns = {r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'detections_detection' AND data_type = 'jsonb'")}
+        json_columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'detections_detection' AND data_type = 'jsonb'"
+            )
+        }
         at, wrap = names.index("message_id"), [Jsonb if n in json_columns else None for n in names]
 
         def fresh() -> list[tuple]:
@@ -59,7 +66,9 @@ def postgres(database_url: str, device_ids: list[str], rows: int) -> dict:
         batch, started = fresh(), time.perf_counter()
         with conn.cursor() as cur:
             for i in range(0, len(batch), BATCH):
-                cur.executemany(f"INSERT INTO bench_detection ({columns}) VALUES ({placeholders})", batch[i : i + BATCH])
+                cur.executemany(
+                    f"INSERT INTO bench_detection ({columns}) VALUES ({placeholders})", batch[i : i + BATCH]
+                )
                 conn.commit()
         executemany = len(batch) / (time.perf_counter() - started)
         batch, started = fresh(), time.perf_counter()

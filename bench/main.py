@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     selected = ["mixed"] if args.soak else args.only.split(",")
     unknown = set(selected) - set(TRANSPORTS) - set(LATENCY_PHASES)
     if unknown:
-        raise SystemExit(f"bench: unknown phase(s) {', '.join(sorted(unknown))}; choose from {', '.join(TRANSPORTS + LATENCY_PHASES)}")
+        raise SystemExit(
+            f"bench: unknown phase(s) {', '.join(sorted(unknown))}; "
+            f"choose from {', '.join(TRANSPORTS + LATENCY_PHASES)}"
+        )
     results = {"meta": meta(args), "phases": {}, "limits": {}}
     with running_stack(selected, args, sample_every=10.0 if args.soak else 0.5) as run:
         if args.soak:
@@ -68,16 +71,27 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default=",".join(TRANSPORTS + LATENCY_PHASES), help="comma-separated phases")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring (default 3)")
+    parser.add_argument("--warmup", type=float, help="seconds of load before measuring (default 3; 60 with --soak)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase (default 10)")
-    parser.add_argument("--soak", type=float, metavar="SECONDS", help="the soak: mixed load for SECONDS, memory sampled every 10 s")
-    parser.add_argument("--big", action="store_true", help="seed 10,000,000 detections; time dashboard pages and search")
+    parser.add_argument(
+        "--soak", type=float, metavar="SECONDS", help="the soak: mixed load for SECONDS, memory sampled every 10 s"
+    )
+    parser.add_argument(
+        "--big", action="store_true", help="seed 10,000,000 detections; time dashboard pages and search"
+    )
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows seeded by --big")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="print two results files side by side")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("A", "B"), help="print two results files side by side"
+    )
+    args = parser.parse_args(argv)
+    if args.warmup is None:
+        args.warmup = 60.0 if args.soak else 3.0  # the soak's first memory sample comes once caches have filled
+    return args
 
 
 def meta(args: argparse.Namespace) -> dict:
@@ -88,11 +102,16 @@ def meta(args: argparse.Namespace) -> dict:
             "so the figures will be low and noisy")  # fmt: skip
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())  # fmt: skip
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
     return {"started_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), "load_average": list(load),
             "cpus": cpus, "cpu_model": model, "memory_gb": psutil.virtual_memory().total / 2**30,
-            "commit": commit + ("-dirty" if dirty else ""), "warmup_s": args.warmup, "measure_s": args.seconds,
+            "commit": commit + ("-dirty" if dirty else ""), "warmup_s": args.warmup,
+            "measure_s": args.soak or args.seconds,
             "argv": sys.argv[1:]}  # fmt: skip
 
 
@@ -130,7 +149,8 @@ class running_stack:
         dashboard_log = work / "dashboard.log"
         dashboard_log.touch()
         self.dashboard = subprocess.Popen(["node", str(ROOT / "bench/load/dashboard.js"), self.stack.base, cookie,
-                                           str(dashboard_log)], cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
+                                           str(dashboard_log)],
+                                          cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
         self.sampler.add_client(self.dashboard.pid)
         if self.dashboard.stdout.readline().strip() != "open":
             raise SystemExit("bench: the dashboard socket did not open (see the error above)")
@@ -152,7 +172,8 @@ def probe(base: str, camera: fleet.Camera, dashboard_log: Path) -> None:
 
     message_id = str(uuid.uuid4())
     envelope = {"message_id": message_id, "timestamp": datetime.now(timezone.utc).isoformat(), "protocol": "rest",
-                "edge_device_id": camera.id, "data_type": "detection", "payload": {"plate": "PR0BE1", "confidence": 0.9}}  # fmt: skip
+                "edge_device_id": camera.id, "data_type": "detection",
+                "payload": {"plate": "PR0BE1", "confidence": 0.9}}  # fmt: skip
     response = requests.post(base + "/api/v1/ingest/", json=envelope, headers={"Authorization": f"Device {camera.key}"})
     response.raise_for_status()
     wait_for(lambda: message_id in dashboard_log.read_text(), 20, "a probe detection to reach the dashboard socket")
@@ -170,7 +191,9 @@ def run_phases(run: Run, selected: list[str], results: dict) -> None:
             results["limits"]["bare_view"] = limits.bare_view(run)
         elif phase == "rest_batch":
             stored = results["phases"][phase]["reconciliation"]["stored"]
-            results["limits"]["postgres"] = limits.postgres(run.stack.database_url, [c.id for c in run.cameras[phase]], stored)
+            results["limits"]["postgres"] = limits.postgres(
+                run.stack.database_url, [c.id for c in run.cameras[phase]], stored
+            )
         elif phase == "mqtt":
             results["limits"]["bare_paho"] = limits.bare_paho(run.stack.mqtt_port, [c.id for c in run.cameras[phase]],
                                                               BARE_PAHO_MESSAGES)  # fmt: skip

@@ -116,7 +116,7 @@ def reconcile(sent: Sent, stored: Stored) -> dict[str, int]:
 
 
 def read_dashboard(path: Path, offset: int = 0) -> tuple[dict[str, int], set[str], int]:
-    """(message_id -> first arrival µs, ids that arrived more than once, the offset read up to) from dashboard.js's log."""
+    """From dashboard.js's log: message_id -> first arrival (µs), ids that came more than once, offset read up to."""
     arrivals: dict[str, int] = {}
     repeated: set[str] = set()
     with path.open("rb") as f:

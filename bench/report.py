@@ -13,6 +13,7 @@ COLUMNS = {"rest_single": "REST single", "rest_batch": "REST batch", "websocket"
            "mqtt": "MQTT", "mixed": "mixed 1k/s", "ws_ack": "WS 1k msg/s"}  # fmt: skip
 PROCESSES = ("daphne", "bridge", "worker", "watch", "mosquitto", "postgres", "redis")
 DASH = "-"
+VERDICT = {True: "PASS", False: "FAIL", None: "n/a"}
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,17 @@ def rate_for_limit(phase: str, figures: dict) -> float | None:
     return figures.get("requests_per_s") if phase == "rest_single" else figures.get("stored_per_s")
 
 
+def _copy(limits: dict) -> float | None:
+    return limits.get("postgres", {}).get("copy_per_s")
+
+
+def _limit_ratio(phase: str, figures: dict, limits: dict) -> float | None:
+    return _ratio(rate_for_limit(phase, figures), limit_of(phase, limits)[1])
+
+
 def _at_least_ratio(phase: str, share: float) -> Callable[[dict, dict], bool | None]:
     def met(figures: dict, limits: dict) -> bool | None:
-        ratio = _ratio(rate_for_limit(phase, figures), limit_of(phase, limits)[1])
+        ratio = _limit_ratio(phase, figures, limits)
         return None if ratio is None else ratio >= share
 
     return met
@@ -88,7 +97,11 @@ def _reconciled(f: dict) -> str:
 
 def _seen(f: dict) -> str:
     d = f["dashboard"]
-    return DASH if not d["stored"] else f"{100 * d['seen'] / d['stored']:.1f}%" + (f" ({d['repeated']} twice)" if d["repeated"] else "")
+    return (
+        DASH
+        if not d["stored"]
+        else f"{100 * d['seen'] / d['stored']:.1f}%" + (f" ({d['repeated']} twice)" if d["repeated"] else "")
+    )
 
 
 Row = tuple[str, Callable[[str, dict, dict], str], Callable[[str, dict, dict], float | None] | None]
@@ -100,20 +113,25 @@ def _rows() -> list[Row]:
         ("detections stored/s", lambda p, f, L: _num(f["stored_per_s"]), lambda p, f, L: f["stored_per_s"]),
         ("requests/s (REST single)", lambda p, f, L: _num(f.get("requests_per_s")) if p == "rest_single" else "",
          lambda p, f, L: f.get("requests_per_s") if p == "rest_single" else None),
-        ("offered/s (fixed rate)", lambda p, f, L: _num(f.get("offered_per_s")) if "offered_per_s" in f else "", None),
+        ("offered/s", lambda p, f, L: _num(f.get("offered_per_s")) if "offered_per_s" in f else "", None),
         ("target", lambda p, f, L: ", ".join(t.text for t in TARGETS[p]), None),
-        ("verdict", lambda p, f, L: " ".join({True: "PASS", False: "FAIL", None: "n/a"}[v] for v in verdicts(p, f, L)), None),
+        ("verdict", lambda p, f, L: " ".join(VERDICT[v] for v in verdicts(p, f, L)), None),
         ("limit", lambda p, f, L: limit_of(p, L)[0], None),
-        ("limit /s", lambda p, f, L: _num(limit_of(p, L)[1]) if limit_of(p, L)[0] else "", lambda p, f, L: limit_of(p, L)[1]),
-        ("ratio to limit", lambda p, f, L: _num(_ratio(rate_for_limit(p, f), limit_of(p, L)[1]), 2) if limit_of(p, L)[0] else "",
-         lambda p, f, L: _ratio(rate_for_limit(p, f), limit_of(p, L)[1])),
-        ("limit 2: COPY rows/s", lambda p, f, L: _num(L.get("postgres", {}).get("copy_per_s")) if p == "rest_batch" else "", None),
-        ("ratio to COPY", lambda p, f, L: _num(_ratio(f["stored_per_s"], L.get("postgres", {}).get("copy_per_s")), 2)
-         if p == "rest_batch" else "", None),
+        ("limit /s", lambda p, f, L: _num(limit_of(p, L)[1]) if limit_of(p, L)[0] else "",
+         lambda p, f, L: limit_of(p, L)[1]),
+        ("ratio to limit", lambda p, f, L: _num(_limit_ratio(p, f, L), 2) if limit_of(p, L)[0] else "", _limit_ratio),
+        ("limit 2: COPY rows/s", lambda p, f, L: _num(_copy(L)) if p == "rest_batch" else "", None),
+        ("ratio to COPY", lambda p, f, L: _num(_ratio(f["stored_per_s"], _copy(L)), 2) if p == "rest_batch" else "", None),
     ]  # fmt: skip
     for kind, label in (("ack_ms", "ack"), ("dashboard_ms", "dashboard")):
         for p in ("p50", "p95", "p99"):
-            rows.append((f"{label} {p} ms", lambda ph, f, L, k=kind, q=p: _num(f[k][q], 1), lambda ph, f, L, k=kind, q=p: f[k][q]))
+            rows.append(
+                (
+                    f"{label} {p} ms",
+                    lambda ph, f, L, k=kind, q=p: _num(f[k][q], 1),
+                    lambda ph, f, L, k=kind, q=p: f[k][q],
+                )
+            )
     rows += [
         ("dashboard saw", lambda p, f, L: _seen(f), None),
         ("reconciled (DB)", lambda p, f, L: _reconciled(f), None),
@@ -144,7 +162,7 @@ def header(meta: dict) -> list[str]:
         f"commit {meta['commit']}",
         f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         + ("  WARNING: the machine is busy; figures are low and noisy" if load[0] > meta["cpus"] * 0.25 else ""),
-        f"each throughput phase: {meta['warmup_s']:g} s warm-up, {meta['measure_s']:g} s measured; "
+        f"each phase: {meta['warmup_s']:g} s warm-up, {meta['measure_s']:g} s measured; "
         "CPU is seconds in the measured window (% of one core)",
     ]  # fmt: skip
     return lines
@@ -158,7 +176,30 @@ def table(results: dict) -> str:
     head = [""] + [COLUMNS[p] for p in phases]
     widths = [max(len(r[i]) for r in [head, *cells]) for i in range(len(head))]
     line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return "\n".join([*header(results["meta"]), "", line(head), *(line(r) for r in cells)])
+    return "\n".join([*header(results["meta"]), "", line(head), *(line(r) for r in cells), *notes(results)])
+
+
+def notes(results: dict) -> list[str]:
+    """What makes a figure of this run less trustworthy, said under the table."""
+    out = []
+    for phase in [p for p in (*TRANSPORTS, *LATENCY_PHASES) if p in results["phases"]]:
+        f = results["phases"][phase]
+        name, share = COLUMNS[phase], lambda seconds: seconds / f["seconds"] if f["seconds"] else 0.0  # noqa: E731
+        if share(f["other_cpu_s"]) > 0.2:
+            out.append(f"{name}: other users of the machine took {share(f['other_cpu_s']):.0%} of a core: figures low")
+        if share(f["cpu_s"].get("client", 0.0)) > 0.5:
+            out.append(
+                f"{name}: the load generators took {share(f['cpu_s']['client']):.0%} of a core: they may be the limit"
+            )
+        offered = f.get("offered_per_s")
+        if phase == "mixed" and offered and f["stored_per_s"] < 0.95 * offered:
+            out.append(
+                f"{name}: stored {f['stored_per_s']:,.0f}/s of the {offered:,.0f}/s offered: the server fell behind"
+            )
+        r = f["reconciliation"]
+        if r["lost"] or r["doubled"] or r["unexpected"] or r["ledger_mismatch"]:
+            out.append(f"{name}: the database does not match what the cameras sent: {r}")
+    return ["", *(f"note: {n}" for n in out)] if out else []
 
 
 def write_json(results: dict, path: Path) -> None:
@@ -168,9 +209,11 @@ def write_json(results: dict, path: Path) -> None:
 
 def compare(a_path: Path, b_path: Path) -> str:
     a, b = (json.loads(Path(p).read_text()) for p in (a_path, b_path))
-    out = [f"A: {a_path} ({a['meta']['started_at']}, commit {a['meta']['commit']}, load {a['meta']['load_average'][0]:.2f})",
-           f"B: {b_path} ({b['meta']['started_at']}, commit {b['meta']['commit']}, load {b['meta']['load_average'][0]:.2f})",
-           "", f"{'phase':<13} {'figure':<28} {'A':>12} {'B':>12} {'B/A':>7}"]  # fmt: skip
+    if "phases" not in a or "phases" not in b:
+        raise SystemExit("bench/run --compare: both files must come from bench/run without --big")
+    out = [f"{name}: {path} ({run['meta']['started_at']}, commit {run['meta']['commit']}, "
+           f"load {run['meta']['load_average'][0]:.2f})" for name, path, run in (("A", a_path, a), ("B", b_path, b))]
+    out += ["", f"{'phase':<13} {'figure':<28} {'A':>12} {'B':>12} {'B/A':>7}"]
     for phase in (*TRANSPORTS, *LATENCY_PHASES):
         if phase not in a["phases"] and phase not in b["phases"]:
             continue
@@ -182,5 +225,6 @@ def compare(a_path: Path, b_path: Path) -> str:
             if va is None and vb is None:
                 continue
             change = f"{vb / va:.2f}" if va and vb is not None else DASH
-            out.append(f"{COLUMNS[phase]:<13} {label:<28} {_num(va, 1):>12} {_num(vb, 1):>12} {change:>7}")
+            digits = 2 if max(abs(v) for v in (va, vb) if v is not None) < 10 else 1
+            out.append(f"{COLUMNS[phase]:<13} {label:<28} {_num(va, digits):>12} {_num(vb, digits):>12} {change:>7}")
     return "\n".join(out)

@@ -46,8 +46,11 @@ class Sampler:
         self._last_cpu: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._conn = psycopg.connect(self.database_url, autocommit=True)
-        self._helpers = [p.pid for p in psutil.process_iter(["name", "cmdline"])
-                         if p.info["name"] == "postgres" and any(h in " ".join(p.info["cmdline"] or []) for h in POSTGRES_HELPERS)]
+        self._helpers = [
+            p.pid
+            for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "postgres" and any(h in " ".join(p.info["cmdline"] or []) for h in POSTGRES_HELPERS)
+        ]
         self._redis = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "redis-server"]  # fmt: skip
 
     def start(self) -> "Sampler":
@@ -72,7 +75,9 @@ class Sampler:
             self._stop.wait(self.interval)
 
     def _members(self) -> dict[str, list[int]]:
-        backends = [r[0] for r in self._conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.database])]
+        backends = [
+            r[0] for r in self._conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.database])
+        ]
         groups: dict[str, list[int]] = {}
         for role, pid in self.roles.items():
             groups[role] = [pid, *self._children(pid)]

@@ -18,7 +18,7 @@ FLAT_WITHIN = 0.10
 
 def memory(sampler: Sampler, figures: dict) -> dict:
     start, end = (t / 1e6 for t in figures["window_us"])
-    inside = [s for s in sampler.samples if start - sampler.interval <= s.at <= end + sampler.interval]
+    inside = [s for s in sampler.samples if start <= s.at <= end]
     out = {}
     for group in (*JUDGED, *SHOWN):
         series = [s.rss[group] / MB for s in inside if group in s.rss]
@@ -26,7 +26,8 @@ def memory(sampler: Sampler, figures: dict) -> dict:
             continue
         change = (series[-1] - series[0]) / series[0]
         out[group] = {"first_mb": series[0], "last_mb": series[-1], "peak_mb": max(series), "change": change,
-                      "samples": len(series), "flat": abs(change) <= FLAT_WITHIN if group in JUDGED else None}  # fmt: skip
+                      "samples": len(series),
+                      "flat": abs(change) <= FLAT_WITHIN if group in JUDGED else None}  # fmt: skip
     return out
 
 

@@ -126,8 +126,9 @@ class Stack:
         self._spawn("daphne", [*manage, "serve", "--no-mqtt", "--no-watch", "--port", str(self.port)])
         self._spawn("bridge", [*manage, "run_mqtt_bridge", "--url", f"mqtt://127.0.0.1:{self.mqtt_port}",
                                "--client-id", "bench-bridge"], LOG_LEVEL="INFO")  # fmt: skip
-        self._spawn("worker", [PYTHON, "-m", "celery", "-A", "lpr_server", "worker", "--pool", "threads", "--concurrency",
-                               "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"])  # fmt: skip
+        self._spawn("worker", [PYTHON, "-m", "celery", "-A", "lpr_server", "worker", "--pool", "threads",
+                               "--concurrency", "2", "--loglevel", "INFO",
+                               "--without-gossip", "--without-mingle", "--without-heartbeat"])  # fmt: skip
         self._spawn("watch", [*manage, "run_device_watch"])
         wait_for(lambda: answers(self.base + "/healthz"), 60, "Daphne to answer /healthz", every=0.25)
         wait_for(lambda: "subscribed to" in self.log("bridge"), 60, "the MQTT bridge to subscribe")
@@ -138,7 +139,9 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         out = (self.log_dir / f"{name}.log").open("w")
-        self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT)
+        self.procs[name] = subprocess.Popen(
+            argv, cwd=ROOT, env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
 
     def log(self, name: str) -> str:
         self.check(name)
@@ -148,7 +151,9 @@ class Stack:
         """Stop the benchmark when a server process has died (its log says why)."""
         for name in names or tuple(self.procs):
             if self.procs[name].poll() is not None:
-                raise SystemExit(f"bench: {name} exited with {self.procs[name].returncode}; see {self.log_dir / name}.log")
+                raise SystemExit(
+                    f"bench: {name} exited with {self.procs[name].returncode}; see {self.log_dir / name}.log"
+                )
 
     def stop(self) -> None:
         for proc in reversed(self.procs.values()):

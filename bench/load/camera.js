@@ -3,7 +3,7 @@
 //   node bench/load/camera.js CONFIG.json
 //
 // config: {transport: websocket|socketio|rest_batch|mqtt, mode: saturate|rate, base, mqtt: {host, port},
-//          cameras: [{id, key, token}], window, batch, batch_interval_s, rate, warmup_s, measure_s, drain_s, log, seed,
+//          cameras: [{id, key, token}], health_every, window, batch, batch_interval_s, rate, warmup_s, measure_s, drain_s, log, seed,
 //          start_at_us (optional: connect first, then start sending at this time)}
 // saturate: each connection keeps `window` messages unacknowledged (REST batch: `window` POSTs of `batch` messages
 // in flight); rate: `rate` messages/s in all, open loop, spread evenly over the cameras.
@@ -184,7 +184,7 @@ function restBatch(cameras, start) {
 
 async function main() {
   const cameras = cfg.cameras.map((c, i) => ({ ...c, model: new Camera(c.id, cfg.transport === 'rest_batch' ? 'rest' : cfg.transport,
-    (cfg.seed || 1) * 1000 + i) }));
+    (cfg.seed || 1) * 1000 + i, cfg.health_every) }));
   const connect = { websocket: wsLane, socketio: sioLane, mqtt: mqttLane }[cfg.transport];
   const lanes = connect ? await Promise.all(cameras.map(connect)) : [];
   if (cfg.start_at_us) await new Promise((r) => setTimeout(r, Math.max(0, (cfg.start_at_us - nowUs()) / 1000)));

@@ -1,9 +1,9 @@
 -- wrk script: cameras posting one detection per request to /api/v1/ingest/ (and, unchanged, to the bare view).
 --
---   wrk -t1 -cN -dDs -s bench/load/rest_single.lua URL -- CAMERAS_FILE LOG_PREFIX NONCE
+--   wrk -t1 -cN -dDs -s bench/load/rest_single.lua URL -- CAMERAS_FILE LOG_PREFIX NONCE HEALTH_EVERY
 --
 -- The traffic model of traffic.js (cars read 2-4 times, 1 read in 10 misread, 1 car in 200 on the watchlist,
--- 1 message in 50 a health report), one camera after another. The capture time is the send time.
+-- 1 message in HEALTH_EVERY a health report), one camera after another. The capture time is the send time.
 -- CAMERAS_FILE holds one "device_id key" per line. Each wrk thread writes LOG_PREFIX.<thread>:
 -- "s message_id kind send_us" when a request is made and "a message_id ack_us status" when its answer comes.
 -- message_ids are NONCE-thread-counter, so every id is unique within a run.
@@ -24,7 +24,6 @@ end
 local LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
 local CONFUSABLE = { B = "8", ["8"] = "B", O = "0", ["0"] = "O", S = "5", ["5"] = "S", Z = "2", ["2"] = "Z",
                      G = "6", ["6"] = "G", I = "1", ["1"] = "I" }
-local HEALTH_EVERY = 50
 
 local thread_count = 0
 
@@ -33,7 +32,7 @@ function setup(thread)
   thread_count = thread_count + 1
 end
 
-local cameras, log, nonce, counter = {}, nil, 0, 0
+local cameras, log, nonce, counter, health_every = {}, nil, 0, 0, 0
 
 function init(args)
   for line in io.lines(args[1]) do
@@ -43,6 +42,7 @@ function init(args)
   log = io.open(args[2] .. "." .. thread_id, "w")
   log:setvbuf("line") -- wrk never closes a thread's Lua state, so nothing may wait in a buffer at exit
   nonce = tonumber(args[3])
+  health_every = tonumber(args[4])
   math.randomseed(nonce + thread_id)
 end
 
@@ -67,7 +67,7 @@ end
 
 local function payload(camera)
   camera.sequence = camera.sequence + 1
-  if camera.sequence % HEALTH_EVERY == 0 then
+  if camera.sequence % health_every == 0 then
     return "health", string.format('{"cpu_percent":%.1f,"temperature_c":41.5,"fps":25,"queue_depth":0,'
       .. '"firmware":"bench-1.0","network":{"latency_ms":12,"packet_loss":0,"bandwidth_kbps":20000}}', math.random() * 60)
   end

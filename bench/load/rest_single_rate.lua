@@ -1,4 +1,4 @@
--- rest_single.lua at a fixed request rate (open loop across the connections): the 4th argument after -- is the rate in
+-- rest_single.lua at a fixed request rate (open loop across the connections): the 5th argument after -- is the rate in
 -- requests/s for each wrk thread. Each request takes the next slot of one schedule; a connection waits for
 -- its slot, so the offered rate does not bend to the server's answers while a connection is free.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
@@ -9,7 +9,7 @@ local interval_us, next_due
 
 function init(args)
   base_init(args)
-  interval_us = 1000000 / tonumber(args[4])
+  interval_us = 1000000 / tonumber(args[5])
 end
 
 function delay()

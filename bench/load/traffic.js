@@ -3,7 +3,7 @@
 // A camera sees one car after another and reads each 2-4 times (a read every 1/rate s of its stream, so at
 // the benchmark's rates all reads of a car fall within a second); one read in ten is an OCR misread of one
 // character; one car in 200 carries a plate of the benchmark's watchlist (WA000NT..WA999NT). One message in
-// HEALTH_EVERY is a health report instead of a read. A message's `timestamp` is its capture time: the send
+// `healthEvery` (set by bench/phases.py) is a health report instead of a read. A message's `timestamp` is its capture time: the send
 // time for cameras that send each read as they make it, spread over the time since the previous upload for
 // REST batch. Clock: microseconds since the epoch (CLOCK_REALTIME), as in the dashboard client and wrk's script.
 'use strict';
@@ -12,7 +12,6 @@ const { randomUUID } = require('crypto');
 const LETTERS = 'ABCDEFGHJKLMNPRSTUVWXYZ';
 const DIGITS = '0123456789';
 const CONFUSABLE = { B: '8', '8': 'B', O: '0', '0': 'O', S: '5', '5': 'S', Z: '2', '2': 'Z', G: '6', '6': 'G', I: '1', '1': 'I' };
-const HEALTH_EVERY = 50;
 const MISREAD_SHARE = 0.1;
 const WATCHLIST_SHARE = 0.005;
 
@@ -33,8 +32,8 @@ function mulberry32(seed) {
 }
 
 class Camera {
-  constructor(deviceId, via, seed) {
-    Object.assign(this, { deviceId, via, rand: mulberry32(seed), sequence: 0, plate: '', readsLeft: 0 });
+  constructor(deviceId, via, seed, healthEvery) {
+    Object.assign(this, { deviceId, via, healthEvery, rand: mulberry32(seed), sequence: 0, plate: '', readsLeft: 0 });
   }
 
   pick(chars) { return chars[Math.floor(this.rand() * chars.length)]; }
@@ -55,7 +54,7 @@ class Camera {
   // The next message as {dataType, payload}; the envelope is made by `envelope` below.
   next() {
     this.sequence += 1;
-    if (this.sequence % HEALTH_EVERY === 0) {
+    if (this.sequence % this.healthEvery === 0) {
       return { dataType: 'health', payload: { cpu_percent: Math.round(this.rand() * 600) / 10, temperature_c: 41.5, fps: 25,
         queue_depth: 0, firmware: 'bench-1.0', network: { latency_ms: 12, packet_loss: 0, bandwidth_kbps: 20000 } } };
     }
@@ -77,4 +76,4 @@ class Camera {
   }
 }
 
-module.exports = { Camera, nowUs, isoUs, HEALTH_EVERY };
+module.exports = { Camera, nowUs, isoUs };
