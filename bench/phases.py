@@ -48,7 +48,8 @@ def generator(run: Run, name: str, transport: str, cameras: list[Camera], mode: 
     """Start the load generator of `transport` (wrk for REST single, Node for the others), sending from `start_at`."""
     timing = {"warmup_s": run.warmup_s, "measure_s": measure_s}
     if transport == "rest_single":
-        options = {"rate": rate, "connections": 16 if rate else SATURATION["rest_single"]["connections"]}
+        # at a fixed rate, enough connections that a slow answer does not hold the next request back
+        options = {"rate": rate, "connections": 64 if rate else SATURATION["rest_single"]["connections"]}
         time.sleep(max(0.0, (start_at or 0) - time.time()))
         gen = WrkCameras(run.work, name, cameras, run.stack.base, INGEST_PATH, **timing, **options)
     else:

@@ -187,6 +187,8 @@ def notes(results: dict) -> list[str]:
         name, share = COLUMNS[phase], lambda seconds: seconds / f["seconds"] if f["seconds"] else 0.0  # noqa: E731
         if share(f["other_cpu_s"]) > 0.2:
             out.append(f"{name}: other users of the machine took {share(f['other_cpu_s']):.0%} of a core: figures low")
+        if share(f.get("steal_s", 0.0)) > 0.1:
+            out.append(f"{name}: the hypervisor withheld {share(f['steal_s']):.0%} of a core (steal): figures low")
         if share(f["cpu_s"].get("client", 0.0)) > 0.5:
             out.append(
                 f"{name}: the load generators took {share(f['cpu_s']['client']):.0%} of a core: they may be the limit"

@@ -29,6 +29,7 @@ class Sample:
     cpu: dict[str, float]  # group -> CPU seconds used so far by the group's processes (only those alive)
     rss: dict[str, int]  # group -> bytes (PostgreSQL: its largest process)
     busy: float  # the machine's busy CPU seconds so far
+    steal: float  # CPU seconds the hypervisor did not give this machine
 
 
 @dataclass
@@ -121,7 +122,9 @@ class Sampler:
             self._gone_cpu[group] = self._gone_cpu.get(group, 0.0) + used
             cpu[group] = cpu.get(group, 0.0) + used
         t = psutil.cpu_times()
-        return Sample(time.time(), cpu, rss, sum(t) - t.idle - getattr(t, "iowait", 0.0))
+        # guest time is already inside user and nice; steal is time the hypervisor gave to no one in this machine
+        busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        return Sample(time.time(), cpu, rss, busy, getattr(t, "steal", 0.0))
 
     def window(self, start: float, end: float) -> dict:
         """CPU seconds and peak RSS (MB) per group between `start` and `end` (time.time()), and the machine's rest."""
@@ -134,4 +137,4 @@ class Sampler:
         peak = {g: max(s.rss.get(g, 0) for s in inside) / MB for g in last.cpu}
         ours = sum(cpu.values())
         return {"seconds": last.at - first.at, "cpu_s": cpu, "peak_rss_mb": peak,
-                "other_cpu_s": max(0.0, last.busy - first.busy - ours)}  # fmt: skip
+                "other_cpu_s": max(0.0, last.busy - first.busy - ours), "steal_s": last.steal - first.steal}  # fmt: skip
