@@ -15,6 +15,7 @@ import time
 
 from . import fleet, seed
 from .measure import percentiles
+from .report import load_line
 from .stack import fresh_database, say
 
 DATABASE = "lpr_bench_big"
@@ -119,8 +120,8 @@ def searches(client) -> dict:
 
 def table(results: dict, meta: dict) -> str:
     s = results["seed"]
-    lines = [f"bench/run --big at {meta['started_at']}, commit {meta['commit']}, load average at start "
-             f"{meta['load_average'][0]:.2f}",
+    lines = [f"bench/run --big at {meta['started_at']} on {meta['cpus']} cores, commit {meta['commit']}",
+             load_line(meta),
              f"seeded {s['rows']:,} detections (+ ledger rows, + health reports) in {s['seconds']:.0f} s: "
              f"insert {s['insert_s']:.0f} s, indexes rebuilt and analyzed {s['index_s']:.0f} s",
              "", f"{'server time (ms)':<28} {'p50':>8} {'p95':>8} {'limit':>8}  verdict"]  # fmt: skip

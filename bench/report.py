@@ -155,13 +155,19 @@ def _rows() -> list[Row]:
 ROWS = _rows()
 
 
-def header(meta: dict) -> list[str]:
+def load_line(meta: dict) -> str:
     load = meta["load_average"]
+    busy = load[0] > meta["cpus"] * 0.25
+    return f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}" + (
+        "  WARNING: the machine is busy; figures are low and noisy" if busy else ""
+    )
+
+
+def header(meta: dict) -> list[str]:
     lines = [
         f"bench/run at {meta['started_at']} on {meta['cpus']} cores ({meta['cpu_model']}), {meta['memory_gb']:.1f} GB; "
         f"commit {meta['commit']}",
-        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-        + ("  WARNING: the machine is busy; figures are low and noisy" if load[0] > meta["cpus"] * 0.25 else ""),
+        load_line(meta),
         f"each phase: {meta['warmup_s']:g} s warm-up, {meta['measure_s']:g} s measured; "
         "CPU is seconds in the measured window (% of one core)",
     ]  # fmt: skip
