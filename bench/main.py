@@ -1,6 +1,6 @@
 """bench/run: the real stack under load, one table of what it does beside what its parts alone allow.
 
-    bench/run                          every phase and limit (about 4 minutes)
+    bench/run                          every phase and limit (about 3 minutes)
     bench/run --only rest_batch,mqtt   some phases (with their limits): rest_single rest_batch websocket
                                        socketio mqtt mixed ws_ack
     bench/run --soak 600               1,000 detections/s of mixed transports for 600 s; memory of every process
