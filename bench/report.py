@@ -137,6 +137,7 @@ def _rows() -> list[Row]:
         ("reconciled (DB)", lambda p, f, L: _reconciled(f), None),
         ("detections sent", lambda p, f, L: _num(f["reconciliation"]["sent"]), None),
         ("detections stored", lambda p, f, L: _num(f["reconciliation"]["stored"]), None),
+        ("unanswered at the end", lambda p, f, L: _num(f["reconciliation"]["unanswered"]), None),
         ("measured window s", lambda p, f, L: _num(f["seconds"], 1), None),
     ]  # fmt: skip
     for group in PROCESSES:
