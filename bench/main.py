@@ -21,8 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import redis
@@ -126,42 +128,42 @@ def cameras_for(selected: list[str]) -> dict[str, tuple[str, int]]:
     return groups
 
 
-class running_stack:
-    """Fresh database and Redis db, cameras, the stack, the sampler and a logged-in dashboard; all stopped on exit."""
-
-    def __init__(self, selected: list[str], args: argparse.Namespace, sample_every: float) -> None:
-        self.selected, self.args, self.sample_every = selected, args, sample_every
-
-    def __enter__(self) -> Run:
-        work = Path(tempfile.mkdtemp(prefix="lpr-bench-"))
-        say(f"logs and load files in {work}")
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        url = fresh_database(DATABASE)
-        fleet.setup_django(url)
-        cameras = {name: fleet.create_cameras(prefix, n) for name, (prefix, n) in cameras_for(self.selected).items()}
-        fleet.create_watchlist()
-        cookie = fleet.operator_cookie()
-        say(f"{sum(len(c) for c in cameras.values())} cameras, a watchlist of {len(fleet.WATCHLIST_PLATES):,} plates")
-        self.stack = Stack(url, REDIS_URL, work).start()
-        self.sampler = Sampler(url, DATABASE, interval=self.sample_every)
-        self.sampler.roles.update({name: proc.pid for name, proc in self.stack.procs.items()})
-        self.sampler.start()
+@contextmanager
+def running_stack(selected: list[str], args: argparse.Namespace, sample_every: float) -> Iterator[Run]:
+    """Fresh database and Redis db, cameras, the stack, the sampler and a logged-in dashboard; all stopped after."""
+    work = Path(tempfile.mkdtemp(prefix="lpr-bench-"))
+    say(f"logs and load files in {work}")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    url = fresh_database(DATABASE)
+    fleet.setup_django(url)
+    cameras = {name: fleet.create_cameras(prefix, n) for name, (prefix, n) in cameras_for(selected).items()}
+    fleet.create_watchlist()
+    cookie = fleet.operator_cookie()
+    say(f"{sum(len(c) for c in cameras.values())} cameras, a watchlist of {len(fleet.WATCHLIST_PLATES):,} plates")
+    stack = Stack(url, REDIS_URL, work)
+    try:
+        stack.start()
+        sampler = Sampler(url, DATABASE, interval=sample_every)
+        sampler.roles.update({name: proc.pid for name, proc in stack.procs.items()})
+        sampler.start()
         dashboard_log = work / "dashboard.log"
         dashboard_log.touch()
-        self.dashboard = subprocess.Popen(["node", str(ROOT / "bench/load/dashboard.js"), self.stack.base, cookie,
-                                           str(dashboard_log)],
-                                          cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
-        self.sampler.add_client(self.dashboard.pid)
-        if self.dashboard.stdout.readline().strip() != "open":
-            raise SystemExit("bench: the dashboard socket did not open (see the error above)")
-        probe(self.stack.base, cameras.pop("probe")[0], dashboard_log)
-        return Run(self.stack, self.sampler, work, dashboard_log, cameras, self.args.warmup, self.args.seconds)
-
-    def __exit__(self, *exc) -> None:
-        self.dashboard.terminate()
-        self.dashboard.wait(10)
-        self.sampler.stop()
-        self.stack.stop()
+        dashboard = subprocess.Popen(
+            ["node", str(ROOT / "bench/load/dashboard.js"), stack.base, cookie, str(dashboard_log)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        sampler.add_client(dashboard.pid)
+        try:
+            if dashboard.stdout.readline().strip() != "open":
+                raise SystemExit("bench: the dashboard socket did not open (see the error above)")
+            probe(stack.base, cameras.pop("probe")[0], dashboard_log)
+            yield Run(stack, sampler, work, dashboard_log, cameras, args.warmup, args.seconds)
+        finally:
+            dashboard.terminate()
+            dashboard.wait(10)
+            sampler.stop()
+    finally:
+        stack.stop()
 
 
 def probe(base: str, camera: fleet.Camera, dashboard_log: Path) -> None:
