@@ -212,6 +212,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# bench/run only: serve the bare view its figures are compared with (bench/urls.py). Never on in production.
+BENCH_VIEWS = env.bool("LPR_BENCH_VIEWS", default=False)
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 AUTH_PASSWORD_VALIDATORS = [
