@@ -27,6 +27,7 @@ ws.on('message', (data) => {
     if (event.type === 'detection') lines.push(`${event.message_id} ${at}\n`);
     else if (event.type === 'alert') lines.push(`alert ${event.plate} ${at}\n`);
   }
+  ws.send('{"type":"next"}'); // answered once handled, as the dashboard page does (the server's flow control)
 });
 ws.on('open', () => console.log('open'));
 ws.on('close', (code) => { flush(); console.error(`dashboard socket closed (${code})`); process.exit(code === 1000 ? 0 : 1); });
