@@ -82,7 +82,9 @@ class Detection(models.Model):
     class Meta:
         ordering = ["-captured_at", "-id"]
         indexes = [
-            models.Index(fields=["plate_normalized", "-captured_at"]),
+            # Pattern operators: exact plates and prefixes (LIKE 'AB1%') alike, whatever the database's collation.
+            models.Index(fields=["plate_normalized", "-captured_at"], name="detections__plate_n_d25b7e_idx",
+                         opclasses=["varchar_pattern_ops", "timestamptz_ops"]),
             models.Index(fields=["device", "-captured_at"]),
             models.Index(fields=["-captured_at"]),
             # Only reads that carry an image: image retention clears their link (SET_NULL) through it.

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import msgspec
-from django.db.models import Q
 
 from detections import passages
 from detections.models import Detection, Image
@@ -189,19 +188,30 @@ def _apply_controls(stored: list[Stored]) -> None:
 
 
 def _touch_devices(items: list[Item], now: datetime) -> None:
-    """Keep last_seen/transport/firmware current without an UPDATE per message."""
-    stale: dict[str, list[Device]] = {}
+    """Keep last_seen/transport/firmware current without an UPDATE per message.
+
+    Best effort, and never waiting: a device row another transaction holds (the watch loop, a concurrent batch)
+    is left for the next batch, at most TOUCH_INTERVAL_S later. Waiting for it here would hold this batch's
+    locks meanwhile, and two such waits make a deadlock.
+    """
+    stale: dict[str, tuple[Device, str, str | None]] = {}
     for device, via, env in items:
         firmware = env.payload.firmware if env.data_type == "health" else None
-        if firmware and firmware != device.firmware:
-            Device.objects.filter(pk=device.pk).update(firmware=firmware)
-            device.firmware = firmware
         seen = device.last_seen_at
-        if seen is None or via != device.last_transport or (now - seen).total_seconds() >= TOUCH_INTERVAL_S:
-            stale.setdefault(via, []).append(device)
-            device.last_seen_at, device.last_transport = now, via
-    for via, devices in stale.items():
-        Device.objects.filter(Q(pk__in={d.pk for d in devices})).update(last_seen_at=now, last_transport=via)
+        if (firmware and firmware != device.firmware) or seen is None or via != device.last_transport \
+                or (now - seen).total_seconds() >= TOUCH_INTERVAL_S:  # fmt: skip
+            stale[device.pk] = (device, via, firmware or device.firmware)
+    if not stale:
+        return
+    free = set(Device.objects.select_for_update(skip_locked=True).filter(pk__in=stale).order_by("pk")
+               .values_list("pk", flat=True))  # fmt: skip
+    by_change: dict[tuple[str, str], list[str]] = {}
+    for pk, (device, via, firmware) in stale.items():
+        if pk in free:
+            device.last_seen_at, device.last_transport, device.firmware = now, via, firmware
+            by_change.setdefault((via, firmware), []).append(pk)
+    for (via, firmware), pks in by_change.items():
+        Device.objects.filter(pk__in=pks).update(last_seen_at=now, last_transport=via, firmware=firmware)
 
 
 def _latency(env: Envelope, received_at: datetime) -> float:
