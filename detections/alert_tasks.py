@@ -22,6 +22,13 @@ def match_alerts(message_ids: list[str], captured_at: list[str] | None = None) -
     return len(alerts.match(message_ids, captured_at))
 
 
+@shared_task(name="detections.match_reads", ignore_result=True, acks_late=True)
+def match_reads(reads: list[list]) -> int:
+    """Match a batch of stored reads, as alert intake describes them (`alerts.StoredRead`), against the
+    watchlists; fan out new alerts."""
+    return len(alerts.match_reads(reads))
+
+
 @shared_task(name="detections.notify_dashboard", bind=True, ignore_result=True, max_retries=5)
 def notify_dashboard(self, delivery_ids: list[int]) -> None:
     try:

@@ -44,6 +44,7 @@ class Stored:
     envelope: Envelope
     received_at: datetime
     latency_ms: float | None
+    passage_id: int | None = None  # detections: the passage the read joined
 
 
 @dataclass(slots=True)
@@ -135,6 +136,7 @@ def _write_detections(stored: list[Stored]) -> None:
     passage_ids = passages.assign(reads)
     rows = []
     for s, read, passage_id in zip(stored, reads, passage_ids):
+        s.passage_id = passage_id
         e, p = s.envelope, s.envelope.payload
         text = search_text(read.plate_normalized, [c.plate for c in p.candidates]) if p.candidates else read.folded
         rows.append((
