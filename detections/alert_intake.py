@@ -4,7 +4,7 @@
 what matching needs of each read (plate, candidates, device, time, passage)
 to a buffer, so matching reads nothing back from the database but for the
 few reads that hit. A daemon thread sends the buffer to ONE Celery task
-(`detections.match_alerts`): at once after a quiet spell, then at most every
+(`detections.match_reads`): at once after a quiet spell, then at most every
 FLUSH_INTERVAL_S (or as soon as it holds FLUSH_MAX_IDS), so a burst of single
 REST requests still makes one task per batch. In eager mode (no REDIS_URL) the task runs on that thread, never
 on the request's.

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 @shared_task(name="detections.match_alerts", ignore_result=True, acks_late=True)
 def match_alerts(message_ids: list[str], captured_at: list[str] | None = None) -> int:
     """Match a batch of stored detections (by message id, and their capture times when known) against the
-    watchlists; fan out new alerts."""
+    watchlists; fan out new alerts. Intake now queues `match_reads`; this stays for tasks an older version queued."""
     return len(alerts.match(message_ids, captured_at))
 
 
