@@ -54,6 +54,9 @@ class _MemoryRoster:
         with self._lock:
             return list(self._live(key))
 
+    def members_many(self, keys: list[str]) -> list[list[str]]:
+        return [self.members(key) for key in keys]
+
     def _live(self, key: str) -> dict[str, float]:
         now = time.time()
         members = self._entries.setdefault(key, {})
@@ -122,6 +125,12 @@ class _RedisRoster:
     def members(self, key: str) -> list[str]:
         return [m.decode() for m in self._client().zrangebyscore(key, time.time(), "+inf")]
 
+    def members_many(self, keys: list[str]) -> list[list[str]]:
+        pipe, now = self._client().pipeline(transaction=False), time.time()
+        for key in keys:
+            pipe.zrangebyscore(key, now, "+inf")
+        return [[m.decode() for m in found] for found in pipe.execute()]
+
     async def ajoin(self, key: str, member: str, ttl: float) -> int:
         pipe = self._aclient().pipeline()
         self._join(pipe, key, member, ttl)
@@ -179,6 +188,12 @@ async def aconnections_of(device_id: str) -> list[tuple[str, str]]:
 
 def transports_of(device_id: str) -> set[str]:
     return {transport for transport, _ in connections_of(device_id)}
+
+
+def transports_of_many(device_ids: list[str]) -> dict[str, set[str]]:
+    """`transports_of` for many devices in one round trip (the watch loop asks for the whole fleet each pass)."""
+    found = roster().members_many([_connections_key(d) for d in device_ids])
+    return {d: {m.split("|", 1)[0] for m in members} for d, members in zip(device_ids, found)}
 
 
 def is_connected(device_id: str) -> bool:
