@@ -1,24 +1,20 @@
 """Operator API for watchlists, alerts, webhooks and traffic statistics.
 
-Staff manage watchlists and webhooks; every authenticated operator reads
-watchlists and alerts and acknowledges alerts. Statistics read rollups only.
+Staff manage watchlists and webhooks; operators (devices/permissions.py) read
+watchlists and alerts and acknowledge alerts. Statistics read rollups only.
 """
 
 from __future__ import annotations
 
 from django.http import StreamingHttpResponse
-from rest_framework import decorators, parsers, permissions, serializers, status, viewsets
+from rest_framework import decorators, parsers, serializers, status, viewsets
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
+from devices.permissions import IsStaff, StaffWrites
+
 from . import alerts, notify, watchlists
 from .alert_models import Alert, Rollup, Watchlist, WatchlistEntry, Webhook
-
-
-class StaffWrites(permissions.IsAuthenticated):
-    def has_permission(self, request, view) -> bool:
-        ok = super().has_permission(request, view)
-        return ok and (request.method in permissions.SAFE_METHODS or request.user.is_staff)
 
 
 class CSVParser(parsers.BaseParser):
@@ -157,7 +153,7 @@ class WebhookSerializer(serializers.ModelSerializer):
 class WebhookViewSet(viewsets.ModelViewSet):
     queryset = Webhook.objects.order_by("id")
     serializer_class = WebhookSerializer
-    permission_classes = [permissions.IsAdminUser]
+    permission_classes = [IsStaff]
 
 
 class RollupSerializer(serializers.ModelSerializer):

@@ -159,12 +159,13 @@ class DeviceAdmin(admin.ModelAdmin):
     def has_send_permission(self, request):
         return request.user.is_staff and (request.user.is_superuser or request.user.has_perm("devices.add_command"))
 
-    @admin.action(description="Rotate the key of selected devices (old keys stop working at once)")
+    # Both change credentials or access: `change` permission, not just the `view` an operator may hold.
+    @admin.action(description="Rotate the key of selected devices (old keys stop working at once)", permissions=["change"])
     def rotate_keys(self, request, queryset):
         for device in queryset:
             _show_once(request, credentials.rotate_key(device), "New key")
 
-    @admin.action(description="Deactivate selected devices")
+    @admin.action(description="Deactivate selected devices", permissions=["change"])
     def deactivate(self, request, queryset):
         count = queryset.update(active=False)
         self.message_user(request, f"{count} device(s) deactivated.")

@@ -7,14 +7,14 @@ import pytest
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from tests.factories import DeviceFactory, UserFactory, envelope
+from tests.factories import DeviceFactory, OperatorFactory, envelope
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator():
-    return UserFactory()
+    return OperatorFactory()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`/ws/dashboard/`: the live event stream for logged-in operators (frame shape in transport.live)."""
+"""`/ws/dashboard/`: the live event stream for signed-in operators (frame shape in transport.live)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from transport import envelope, live
 
-CLOSE_UNAUTHENTICATED = 4401
+from . import operators
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
     pacer: live.Pacer | None = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
         await self.accept()
-        if user is None or not user.is_authenticated:
-            await self.close(CLOSE_UNAUTHENTICATED)
+        if (code := await operators.refusal(self.scope.get("user"))) is not None:
+            await self.close(code)
             return
         self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop())
         await self.channel_layer.group_add(live.DASHBOARD_GROUP, self.channel_name)
