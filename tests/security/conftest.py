@@ -50,3 +50,27 @@ def rolled_back():
     with transaction.atomic():
         yield
         transaction.set_rollback(True)
+
+
+
+@pytest.fixture(scope="session")
+def security_server(django_db_setup, tmp_path_factory):
+    """`manage.py serve` as in production, access log on, with its embedded MQTT broker, on the test database.
+
+    Its output (Django's logs, Daphne's access log, the broker's and the bridge's logs) is `security_server.log()`;
+    the broker listens on `security_server.mqtt_port`.
+    """
+    import sys
+
+    from django.conf import settings
+
+    from tests.realtime.conftest import start_server
+    from tests.support import free_port
+
+    mqtt_port = free_port()
+    command = [sys.executable, "manage.py", "serve", "--port", "{port}", "--access-log", "--no-watch"]
+    server = start_server(tmp_path_factory.mktemp("security"), command, MQTT_URL="", LOG_LEVEL="INFO",
+                          MQTT_EMBEDDED_PORT=str(mqtt_port), REDIS_URL=settings.REDIS_URL)  # fmt: skip
+    server.mqtt_port = mqtt_port
+    yield server
+    server.stop()
