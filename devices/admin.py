@@ -130,6 +130,8 @@ class DeviceAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             _show_once(request, credentials.assign_credentials(obj), "Credentials")
+        elif "active" in form.changed_data and not obj.active:
+            credentials.revoked(obj.id, "forbidden", "The device was deactivated.")
         config_fields = {"desired_config", "desired_config_version", "profile"}
         if change and config_fields & set(form.changed_data):
             if "desired_config_version" not in form.changed_data:
@@ -167,7 +169,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Deactivate selected devices", permissions=["change"])
     def deactivate(self, request, queryset):
-        count = queryset.update(active=False)
+        count = credentials.deactivate(list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} device(s) deactivated.")
 
 

@@ -65,12 +65,18 @@ def security_server(django_db_setup, tmp_path_factory):
     from django.conf import settings
 
     from tests.realtime.conftest import start_server
-    from tests.support import free_port
+    from tests.support import free_port, wait_until
 
     mqtt_port = free_port()
     command = [sys.executable, "manage.py", "serve", "--port", "{port}", "--access-log", "--no-watch"]
+    # Pings (and the sockets' own periodic authorisation check) a minute apart: what closes a revoked socket
+    # at once in these tests is the revocation itself.
     server = start_server(tmp_path_factory.mktemp("security"), command, MQTT_URL="", LOG_LEVEL="INFO",
-                          MQTT_EMBEDDED_PORT=str(mqtt_port), REDIS_URL=settings.REDIS_URL)  # fmt: skip
+                          MQTT_EMBEDDED_PORT=str(mqtt_port), REDIS_URL=settings.REDIS_URL,
+                          REALTIME_PING_INTERVAL_S="60", REALTIME_SILENT_TIMEOUT_S="180")  # fmt: skip
     server.mqtt_port = mqtt_port
+    # /healthz answers before the MQTT bridge (a child process) has subscribed; a message published before
+    # that would find no subscriber.
+    wait_until(lambda: "subscribed to lpr/v1/devices/+/up/+" in server.log(), 60, what="the MQTT bridge to subscribe")
     yield server
     server.stop()

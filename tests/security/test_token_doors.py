@@ -76,6 +76,7 @@ def make_token(case: str) -> str:
 
 
 async def websocket_outcome(server, token: str, header: bool):
+    """"open" once a frame sent on it is answered; else the close code."""
     url, headers = f"{server.ws}/ws/device/", {}
     if header:
         headers["Authorization"] = f"Bearer {token}"
@@ -83,7 +84,8 @@ async def websocket_outcome(server, token: str, header: bool):
         url += f"?token={token}"
     async with websockets.connect(url, additional_headers=headers) as ws:
         try:
-            await asyncio.wait_for(ws.recv(), 5)  # an accepted camera is pinged at once (interval 0.5 s here)
+            await ws.send("{}")  # not an envelope: an open connection answers with a rejected ack
+            await asyncio.wait_for(ws.recv(), 10)
         except ConnectionClosed:
             return ws.close_code
         return "open"
