@@ -29,6 +29,8 @@ Transport = Literal["websocket", "socketio", "rest", "mqtt"]
 UnitFloat = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+# Integers the database stores in a column of its own: a larger value would fail the whole batch's transaction.
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 
 
 class EnvelopeError(Exception):
@@ -59,7 +61,7 @@ class WireEnvelope(msgspec.Struct):
     data_type: DataType
     payload: Union[dict[str, Any], str]
     metadata: Union[Metadata, None] = None
-    sequence: Union[Annotated[int, msgspec.Meta(ge=0)], None] = None
+    sequence: Union[Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)], None] = None
 
 
 class Candidate(msgspec.Struct):
@@ -101,13 +103,13 @@ class HealthPayload(msgspec.Struct):
     disk_percent: Union[Percent, None] = None
     uptime_s: Union[NonNegative, None] = None
     fps: Union[NonNegative, None] = None
-    queue_depth: Union[Annotated[int, msgspec.Meta(ge=0)], None] = None
+    queue_depth: Union[Count, None] = None
     firmware: Union[Annotated[str, msgspec.Meta(max_length=100)], None] = None
     network: Union[NetworkHealth, None] = None
 
 
 class ConfigPayload(msgspec.Struct):
-    version: Annotated[int, msgspec.Meta(ge=0)]
+    version: Count
     values: dict[str, Any]
 
 
@@ -177,9 +179,11 @@ def message_id_of(raw: bytes | str | dict) -> str | None:
 def _decode_wire(raw: bytes | str | dict) -> WireEnvelope:
     try:
         if isinstance(raw, dict):
+            _refuse_nul(encode_json(raw), raw)
             return msgspec.convert(raw, WireEnvelope)
         if len(raw) > MAX_BYTES:
             raise EnvelopeError("too_large", f"Envelope is {len(raw)} bytes; the limit is {MAX_BYTES}.")
+        _refuse_nul(raw, raw)
         return _wire_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise _invalid(exc, raw) from None
@@ -201,6 +205,7 @@ def _decode_payload(wire: WireEnvelope, payload_key: Callable[[], bytes | None])
     elif meta.compression is not False:
         raise _error(wire, "invalid", "metadata.compression must be false or \"gzip\".", "metadata.compression")
     if isinstance(payload, (bytes, str)):
+        _refuse_nul(payload, None, wire)
         try:
             payload = _json_decoder.decode(payload)
         except msgspec.DecodeError:
@@ -260,6 +265,17 @@ def _validate(wire: WireEnvelope, payload: dict[str, Any], now: datetime) -> Env
         extra=extra,
         sequence=wire.sequence,
     )
+
+
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # \u0000 not itself escaped (\\u0000 is text)
+
+
+def _refuse_nul(data: bytes | str, raw: Any, wire: WireEnvelope | None = None) -> None:
+    """PostgreSQL text and jsonb cannot hold NUL: refuse it here, or the store would fail the whole batch."""
+    data = data.encode() if isinstance(data, str) else data
+    if b"\\u0000" in data and _NUL_ESCAPE.search(data):
+        message_id = str(wire.message_id) if wire else message_id_of(raw)
+        raise EnvelopeError("invalid", "Text may not contain the NUL character (\\u0000).", None, message_id)
 
 
 def _error(wire: WireEnvelope, code: str, detail: str, field: str | None = None) -> EnvelopeError:

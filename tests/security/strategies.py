@@ -82,7 +82,8 @@ ENVELOPE_FIELDS = {
 def mutated(draw, base: dict, fields: dict[str, st.SearchStrategy], at_most: int) -> dict:
     """`base` with up to `at_most` fields replaced by hostile values, and maybe one removed."""
     out = dict(base)
-    for name in draw(st.sets(st.sampled_from(sorted(fields)), max_size=at_most)):
+    count = draw(st.sampled_from([0, 0, *range(1, at_most + 1)]))  # untouched often enough to get deep inside
+    for name in draw(st.sets(st.sampled_from(sorted(fields)), min_size=count, max_size=count)):
         out[name] = draw(fields[name])
     if out and draw(st.booleans()) and draw(st.booleans()):
         del out[draw(st.sampled_from(sorted(out)))]
@@ -127,7 +128,8 @@ def envelopes(draw, payload_key: bytes, device_id: str = DEVICE_ID) -> dict:
     data_type = draw(st.sampled_from(sorted(VALID_PAYLOADS)))
     payload = draw(mutated(VALID_PAYLOADS[data_type], PAYLOAD_FIELDS, 3))
     wrapped, metadata = draw(wrapped_payload(payload, payload_key))
-    base = {"message_id": str(draw(st.uuids())), "timestamp": "2026-11-26T10:30:00.123Z", "protocol": "rest",
+    message_id = draw(st.one_of(st.builds(uuid.uuid4), st.builds(uuid.uuid4), st.uuids()))  # now and then a repeat
+    base = {"message_id": str(message_id), "timestamp": "2026-11-26T10:30:00.123Z", "protocol": "rest",
             "edge_device_id": device_id, "data_type": data_type, "payload": wrapped, "metadata": metadata}  # fmt: skip
     return draw(mutated(base, ENVELOPE_FIELDS, 2))
 
