@@ -9,8 +9,8 @@ Devices are created and deleted in the admin, by staff.
 from django.db import transaction
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -44,6 +44,8 @@ class DeviceViewSet(_ContractNotFound, viewsets.ReadOnlyModelViewSet):
         context = {**self.get_serializer_context(), "drift": configuration.drift_for(page)}
         return self.get_paginated_response(DeviceSerializer(page, many=True, context=context).data)
 
+    @extend_schema(methods=["GET"], responses=CommandSerializer(many=True))
+    @extend_schema(methods=["POST"], request=CommandRequestSerializer, responses={201: CommandSerializer})
     @action(detail=True, methods=["get", "post"], url_path="commands",
             permission_classes=[CanSendCommands])  # fmt: skip
     def commands(self, request, pk=None):
@@ -58,6 +60,7 @@ class DeviceViewSet(_ContractNotFound, viewsets.ReadOnlyModelViewSet):
         command = Command.objects.prefetch_related("transitions").get(pk=command.pk)
         return Response(CommandSerializer(command).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=DesiredConfigSerializer, responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post"], url_path="config", permission_classes=[IsStaff])
     def config(self, request, pk=None):
         device = self.get_object()
@@ -69,6 +72,9 @@ class DeviceViewSet(_ContractNotFound, viewsets.ReadOnlyModelViewSet):
             raise ValidationError({exc.field: [exc.detail]})
         return Response({**configuration.desired(device), **configuration.drift(device).as_dict()})
 
+    @extend_schema(responses=inline_serializer("Presence", {
+        "online": serializers.BooleanField(), "since": serializers.DateTimeField(allow_null=True),
+        "history": PresenceChangeSerializer(many=True), "protocol_switches": ProtocolSwitchSerializer(many=True)}))  # fmt: skip
     @action(detail=True, methods=["get"])
     def presence(self, request, pk=None):
         device = self.get_object()

@@ -35,3 +35,6 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.prometheus, name="metrics"),
 ]
+
+handler404 = "transport.errors.not_found"
+handler500 = "transport.errors.server_error"
