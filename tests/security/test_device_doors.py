@@ -208,3 +208,10 @@ def test_request_signature_door(endpoint, _, expected, make_device, settings, tm
                 assert response.json()["error"] == "unauthenticated"
                 assert device.issued.key not in response.content.decode()
     assert got == expected
+
+
+@pytest.mark.parametrize("endpoint", ["ingest", "config", "openalpr"])
+def test_a_wrong_method_is_refused_with_the_methods_allowed(endpoint, device):
+    method, path = ENDPOINTS[endpoint]
+    response = Client().generic("PUT", path, b"{}", HTTP_AUTHORIZATION=f"Device {device.issued.key}")
+    assert (response.status_code, response.json()["error"], response["Allow"]) == (405, "method_not_allowed", method)

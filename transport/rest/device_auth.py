@@ -31,7 +31,9 @@ def authenticate_request(request: HttpRequest, schemes: tuple[str, ...] = ("Devi
 
 def _check(request: HttpRequest, methods: tuple[str, ...], max_bytes: int | None) -> HttpResponse | None:
     if request.method not in methods:
-        return error_response("method_not_allowed", f"Use {' or '.join(methods)}.")
+        response = error_response("method_not_allowed", f"Use {' or '.join(methods)}.")
+        response["Allow"] = ", ".join(methods)  # HTTP requires it on a 405
+        return response
     length = int(request.headers.get("Content-Length") or 0)
     if max_bytes is not None and length > max_bytes:
         return _refuse(request, "too_large", f"Body is {length} bytes; the limit is {max_bytes}.", read_body=False)
