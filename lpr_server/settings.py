@@ -185,7 +185,7 @@ SECRETS_KEY = env(
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes anonymous requests a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "lpr_server.tokens.OperatorTokenAuthentication",  # DRF's `Token <key>`, stored hashed
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],

@@ -52,10 +52,10 @@ def test_uploaded_image_is_stored_thumbnailed_linked_and_served_to_operators(cam
 
 
 def test_operator_scripts_fetch_images_with_their_api_token(camera, media):
-    from rest_framework.authtoken.models import Token
+    from lpr_server import tokens
 
     image_id = upload(camera, picture()).json()["image_ref"]
-    token = Token.objects.create(user=OperatorFactory()).key
+    token = tokens.issue(OperatorFactory())[1]
     assert Client().get(f"/media/images/{image_id}/", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
     assert Client().get(f"/media/images/{image_id}/", HTTP_AUTHORIZATION="Token wrong").status_code == 401
 

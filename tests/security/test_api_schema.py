@@ -13,7 +13,6 @@ from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, Phase, given
 from hypothesis.errors import Unsatisfiable
 from hypothesis import settings as hypothesis_settings
-from rest_framework.authtoken.models import Token
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -23,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
 from detections.alert_models import Alert, Watchlist, WatchlistEntry, Webhook
 from detections.models import Detection
 from devices import commands
+from lpr_server import tokens
 from tests.factories import DeviceFactory, UserFactory, envelope
 from transport.pipeline import ingest
 
@@ -38,7 +38,7 @@ def api(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         device = DeviceFactory(rate_limit_per_s=1e6)
         staff = UserFactory(is_staff=True)
-        token = Token.objects.create(user=staff).key
+        token = tokens.issue(staff)[1]
         objects = _seed(device)
         app = get_wsgi_application()
         schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", app, headers={"Authorization": f"Token {token}"})

@@ -53,7 +53,8 @@ ADMIN = [
     ("GET", "/admin/detections/webhook/", 302, 302, 403, 200),
     ("GET", "/admin/transport/rejectedmessage/", 302, 302, 403, 200),
     ("GET", "/admin/auth/user/", 302, 302, 403, 200),
-    ("GET", "/admin/authtoken/tokenproxy/", 302, 302, 403, 200),
+    ("GET", "/admin/lpr_server/operatortoken/", 302, 302, 403, 200),
+    ("GET", "/admin/authtoken/tokenproxy/", 302, 302, 404, 404),  # DRF's clear-text tokens: gone
 ]
 
 

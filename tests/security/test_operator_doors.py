@@ -10,12 +10,12 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from detections.alert_models import Alert, Watchlist, WatchlistEntry, Webhook
 from detections.models import Detection
 from devices import commands
 from devices.models import Command, Device
+from lpr_server import tokens
 from tests.detections.pictures import picture
 from tests.factories import envelope
 
@@ -95,7 +95,7 @@ def token_client(role: str) -> Client:
     user = make_person(role)
     if user is None:
         return Client()
-    return Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return Client(HTTP_AUTHORIZATION=f"Token {tokens.issue(user)[1]}")
 
 
 @pytest.mark.parametrize("method, path, body, expected", doors(API))
