@@ -32,6 +32,7 @@ from django.db.models import Count, Max
 from django.utils.dateparse import parse_datetime
 
 from devices.models import Device
+from devices.storable import contains_nul
 
 from .alert_models import Watchlist, WatchlistEntry
 from .plates import MAX_DISTANCE, fold, max_fuzzy_distance, near, normalize
@@ -117,6 +118,8 @@ def import_csv(watchlist: Watchlist, text: str | Iterable[str], replace: bool = 
 def _entry_from_row(watchlist: Watchlist, row: dict, devices: set[str]) -> WatchlistEntry:
     if None in row:
         raise InvalidEntry("row", "more columns than the header names.")
+    if contains_nul(row):
+        raise InvalidEntry("row", "NUL characters cannot be stored.")
     get = lambda name: (row.get(name) or "").strip()  # noqa: E731
     device = get("device")
     if device and device not in devices:

@@ -58,7 +58,7 @@ class CommandRequestSerializer(serializers.Serializer):
 
 class DesiredConfigSerializer(serializers.Serializer):
     values = serializers.JSONField()
-    version = serializers.IntegerField(required=False, min_value=1)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     profile = serializers.ChoiceField(choices=Device._meta.get_field("profile").choices, required=False)
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from devices import credentials
 from devices.models import Device
+from devices.storable import without_nul
 
 from . import announce, envelope, metrics, store
 from .envelope import Envelope, EnvelopeError
@@ -192,6 +193,8 @@ def record_refusal(via: str, code: str, detail: str, body: bytes | str = b"", de
 def _record_rejects(rejects: list[RejectedMessage]) -> None:
     if not rejects:
         return
+    for r in rejects:  # the refused input's own message_id, or a detail quoting it, may carry NUL
+        r.message_id, r.detail = without_nul(r.message_id), without_nul(r.detail)
     try:
         RejectedMessage.objects.bulk_create(rejects)
     except (OperationalError, InterfaceError) as exc:

@@ -1,0 +1,56 @@
+"""PostgreSQL cannot store NUL (U+0000) in text or jsonb. Wherever a camera or a person can put one (found by
+the fuzzers), the answer is a 400 and nothing is stored, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from detections.alert_models import Watchlist, WatchlistEntry
+from devices.models import Command
+from tests.factories import UserFactory
+from transport.models import RejectedMessage
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff():
+    client = Client()
+    client.force_login(UserFactory(is_staff=True))
+    return client
+
+
+def test_a_batch_item_with_nul_in_its_message_id_is_rejected_and_recorded(camera, device):
+    response = camera.post("/api/v1/ingest/batch/", {"messages": [{"message_id": "a\u0000b"}]})
+    assert response.status_code == 200
+    assert response.json()["results"][0]["status"] == "rejected"
+    assert RejectedMessage.objects.get(device=device).message_id == "a\ufffdb"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("config/", {"values": {"fps": "1\u0000"}}),
+    ("commands/", {"action": "capture", "params": {"lane": ["\u0000"]}}),
+])  # fmt: skip
+def test_operator_json_with_nul_is_invalid(staff, device, path, body):
+    response = staff.post(f"/api/v1/devices/{device.id}/{path}", body, content_type="application/json")
+    assert (response.status_code, response.json()["error"]) == (400, "invalid")
+    device.refresh_from_db()
+    assert device.desired_config_version == 0 and not Command.objects.exists()
+
+
+def test_a_watchlist_csv_line_with_nul_is_reported_and_the_others_imported(staff):
+    watchlist = Watchlist.objects.create(name="w")
+    response = staff.post(f"/api/v1/watchlists/{watchlist.id}/import/", "value\nAB\x00C\nXY123\n", content_type="text/csv")
+    assert response.status_code == 200
+    assert response.json()["created"] == 1 and "NUL" in str(response.json()["errors"])
+    assert list(WatchlistEntry.objects.values_list("value", flat=True)) == ["XY123"]
+
+
+@pytest.mark.parametrize("url", ["/api/v1/devices/CAM%00/", "/api/v1/stats/devices/?device=%00",
+                                 "/api/v1/compat/openalpr/?key=%00", "/dashboard/detections/?plate=A%00"])  # fmt: skip
+def test_a_url_with_nul_is_a_bad_request(staff, url):
+    response = staff.get(url)
+    assert response.status_code == 400
+    if url.startswith("/api/"):
+        assert response.json()["error"] == "invalid"
