@@ -22,7 +22,7 @@ from tests.factories import envelope
 from transport import auth
 from transport.models import Message, RejectedMessage
 
-from .conftest import doors, rolled_back
+from .conftest import doors, outcomes
 
 pytestmark = pytest.mark.django_db
 
@@ -125,20 +125,19 @@ def pending_command(device, make_device):
 
 def _try_doors(endpoint, expected, device, other, command_id, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
-    got = {}
-    for credential in expected:
-        with rolled_back():
-            before, refusals = written(), RejectedMessage.objects.count()
-            response = knock(endpoint, credential, device, other, command_id)
-            got[credential] = response.status_code
-            if response.status_code >= 400:
-                assert written() == before, f"{credential}: refused, yet something was written"
-                assert RejectedMessage.objects.count() == refusals + 1, f"{credential}: refusal not recorded"
-                body = response.json()
-                assert body["error"] == {401: "unauthenticated", 403: "forbidden"}[response.status_code]
-            else:
-                assert written() != before or endpoint in ("config", "protocol", "token", "commands")
-    return got
+
+    def attempt(credential: str) -> int:
+        before, refusals = written(), RejectedMessage.objects.count()
+        response = knock(endpoint, credential, device, other, command_id)
+        if response.status_code >= 400:
+            assert written() == before, f"{credential}: refused, yet something was written"
+            assert RejectedMessage.objects.count() == refusals + 1, f"{credential}: refusal not recorded"
+            assert response.json()["error"] == {401: "unauthenticated", 403: "forbidden"}[response.status_code]
+        else:
+            assert written() != before or endpoint in ("config", "protocol", "token", "commands")
+        return response.status_code
+
+    return outcomes(expected, attempt)
 
 
 @pytest.mark.parametrize("endpoint, _, expected", doors(KEY_TABLE, KEYS))
@@ -195,19 +194,18 @@ def test_request_signature_door(endpoint, _, expected, make_device, settings, tm
     device = make_device(require_signature=True)
     command = commands.send(device.id, "ping", {}, 300)
     commands.mark_sent([command], "rest")
-    got = {}
-    for case in expected:
-        with rolled_back():
-            before = written()
-            response = signed_knock(endpoint, case, device, str(command.id))
-            got[case] = response.status_code if response is not None else "n/a"
-            if response is None:
-                continue
-            if response.status_code >= 400:
-                assert written() == before, f"{case}: refused, yet something was written"
-                assert response.json()["error"] == "unauthenticated"
-                assert device.issued.key not in response.content.decode()
-    assert got == expected
+    def attempt(case: str) -> int | str:
+        before = written()
+        response = signed_knock(endpoint, case, device, str(command.id))
+        if response is None:
+            return "n/a"
+        if response.status_code >= 400:
+            assert written() == before, f"{case}: refused, yet something was written"
+            assert response.json()["error"] == "unauthenticated"
+            assert device.issued.key not in response.content.decode()
+        return response.status_code
+
+    assert outcomes(expected, attempt) == expected
 
 
 @pytest.mark.parametrize("endpoint", ["ingest", "config", "openalpr"])
