@@ -90,9 +90,18 @@ class ImportReport:
 
 def import_csv(watchlist: Watchlist, text: str | Iterable[str], replace: bool = False) -> ImportReport:
     """Add the good rows of a CSV (header: CSV_FIELDS, `value` or `plate` required); report the bad ones by line."""
-    lines = io.StringIO(text) if isinstance(text, str) else text
+    lines = io.StringIO(text, newline="") if isinstance(text, str) else text  # the csv module reads its own newlines
     reader = csv.DictReader(lines)
     report = ImportReport()
+    try:
+        return _import_rows(watchlist, reader, report, replace)
+    except csv.Error as exc:  # e.g. a stray carriage return inside a field
+        report.created = 0  # the rows before it were rolled back with the transaction
+        report.errors.append((reader.line_num, f"not readable as CSV: {exc}"))
+        return report
+
+
+def _import_rows(watchlist: Watchlist, reader: csv.DictReader, report: ImportReport, replace: bool) -> ImportReport:
     headers = [h.strip().lower() for h in reader.fieldnames or []]
     reader.fieldnames = ["value" if h == "plate" else h for h in headers]
     if "value" not in reader.fieldnames:
