@@ -17,6 +17,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
 from devices.permissions import IsStaff, StaffWrites
+from lpr_server.parsers import MultiPartParser
 
 from . import alerts, notify, watchlists
 from .alert_models import Alert, Rollup, Watchlist, WatchlistEntry, Webhook
@@ -84,7 +85,7 @@ class WatchlistViewSet(viewsets.ModelViewSet):
                             "multipart/form-data": inline_serializer("WatchlistUpload", {"file": serializers.FileField()})},
                    responses=OpenApiTypes.OBJECT)  # fmt: skip
     @decorators.action(detail=True, methods=["post"], url_path="import",
-                       parser_classes=[CSVParser, parsers.MultiPartParser])  # fmt: skip
+                       parser_classes=[CSVParser, MultiPartParser])  # fmt: skip
     def import_csv(self, request, pk=None):
         """Body: the CSV (text/csv), or a multipart `file`. `?replace=true` replaces the list's entries."""
         watchlist = self.get_object()

@@ -190,6 +190,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
+    "DEFAULT_PARSER_CLASSES": [  # DRF's, refusing NUL characters
+        "lpr_server.parsers.JSONParser", "lpr_server.parsers.FormParser", "lpr_server.parsers.MultiPartParser",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["devices.permissions.IsOperator"],  # staff, superusers, the operators group
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

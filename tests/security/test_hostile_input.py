@@ -4,6 +4,8 @@ module cannot read."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import Client
 
@@ -30,14 +32,30 @@ def test_a_batch_item_with_nul_in_its_message_id_is_rejected_and_recorded(camera
 
 
 @pytest.mark.parametrize("path, body", [
-    ("config/", {"values": {"fps": "1\u0000"}}),
-    ("commands/", {"action": "capture", "params": {"lane": ["\u0000"]}}),
+    ("devices/{device}/config/", {"values": {"fps": "1\u0000"}}),
+    ("devices/{device}/commands/", {"action": "capture", "params": {"lane": ["\u0000"]}}),
+    ("watchlists/{watchlist}/entries/", {"value": "AB123CD", "device": "\u0000"}),
 ])  # fmt: skip
-def test_operator_json_with_nul_is_invalid(staff, device, path, body):
-    response = staff.post(f"/api/v1/devices/{device.id}/{path}", body, content_type="application/json")
+@pytest.mark.parametrize("encoding", ["json", "multipart"])
+def test_operator_input_with_nul_is_invalid(staff, device, path, body, encoding):
+    watchlist = Watchlist.objects.create(name="w")
+    url = "/api/v1/" + path.format(device=device.id, watchlist=watchlist.id)
+    if encoding == "json":
+        response = staff.post(url, body, content_type="application/json")
+    else:
+        response = staff.post(url, {k: json.dumps(v) if isinstance(v, dict) else v for k, v in body.items()})
     assert (response.status_code, response.json()["error"]) == (400, "invalid")
     device.refresh_from_db()
-    assert device.desired_config_version == 0 and not Command.objects.exists()
+    assert device.desired_config_version == 0 and not Command.objects.exists() and not WatchlistEntry.objects.exists()
+
+
+def test_the_domain_refuses_nul_whoever_calls_it(device):
+    from devices import commands, configuration
+
+    with pytest.raises(configuration.ConfigError):
+        configuration.set_desired(device, {"a": "\u0000"})
+    with pytest.raises(commands.CommandError):
+        commands.check_request("capture", {"\u0000": 1}, 60)
 
 
 def test_a_watchlist_csv_line_with_nul_is_reported_and_the_others_imported(staff):
