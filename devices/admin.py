@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from . import commands, configuration, credentials
 from .models import Command, CommandTransition, Device, HealthLog, PresenceChange, ProtocolSwitch, ReportedConfig
+from .storable import contains_nul
 
 
 def _show_once(request, issued: credentials.IssuedCredentials, what: str) -> None:
@@ -51,6 +52,8 @@ class DeviceForm(forms.ModelForm):
         values = self.cleaned_data["desired_config"]
         if not isinstance(values, dict):
             raise forms.ValidationError("The configuration must be a JSON object of values.")
+        if contains_nul(values):
+            raise forms.ValidationError("The configuration may not contain the NUL character (\\u0000).")
         return values
 
 

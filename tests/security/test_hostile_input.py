@@ -82,3 +82,21 @@ def test_a_watchlist_csv_the_csv_module_cannot_read_is_reported_not_a_500(staff,
     assert response.status_code == 200
     report = response.json()
     assert report["created"] == WatchlistEntry.objects.filter(watchlist=watchlist).count()
+
+
+def test_an_alert_acknowledged_from_the_dashboard_with_nul_in_its_comment_is_stored(device):
+    from detections.alert_models import Alert
+    from tests.factories import OperatorFactory, envelope
+    from transport.pipeline import ingest
+
+    ingest(envelope(device.id), device, "rest")
+    from detections.models import Detection
+
+    detection = Detection.objects.get(device=device)
+    alert = Alert.objects.create(watchlist=Watchlist.objects.create(name="w"), detection=detection, device=device,
+                                 plate="AB123CD", matched="AB123CD", captured_at=detection.captured_at)  # fmt: skip
+    client = Client()
+    client.force_login(OperatorFactory())
+    assert client.post(f"/dashboard/alerts/{alert.id}/ack/", {"comment": "seen\x00"}).status_code == 302
+    alert.refresh_from_db()
+    assert alert.ack_comment == "seen\ufffd"
