@@ -1,5 +1,7 @@
 // The dashboard's live stream: one WebSocket to /ws/dashboard/, reconnected with backoff.
 // Frames are {"type": "events", "events": [...]} (transport/live.py); handlers get each event.
+// Each frame is answered with {"type": "next"} once handled: the server sends only a few frames ahead of the
+// answers and closes a dashboard that stops answering (transport/ws/dashboard.py).
 
 const handlers = new Set();
 let socket = null;
@@ -22,6 +24,7 @@ function connect() {
         try { handle(event); } catch (err) { console.error("live handler failed", err); }
       }
     }
+    if (msg.target.readyState === WebSocket.OPEN) msg.target.send('{"type":"next"}');
   });
   socket.addEventListener("close", (ev) => {
     if (ev.code === 4401) { indicator("off"); location.reload(); return; }  // session ended: the login page

@@ -52,6 +52,7 @@ class Dashboard:
                     continue
                 if frame.get("type") == "events":
                     self.alerts.extend(e for e in frame["events"] if e["type"] == "alert")
+                    await ws.send('{"type": "next"}')  # answered, as the dashboard page does (flow control)
 
     def close(self) -> None:
         self._stop.set()

@@ -18,11 +18,18 @@ from .conftest import acks_for, dump, in_thread, is_type, operator_headers, recv
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
+async def next_frame(ws, timeout: float) -> dict:
+    """The next events frame, answered as the dashboard page answers it (flow control)."""
+    frame = await recv_frame(ws, is_type("events"), timeout)
+    await ws.send(dump({"type": "next"}))
+    return frame
+
+
 async def collect_events(ws, until, timeout: float = 20.0) -> tuple[list[dict], int]:
     """Events from dashboard frames until `until(events)` holds; also how many frames carried them."""
     events, frames = [], 0
     while not until(events):
-        frame = await recv_frame(ws, is_type("events"), timeout)
+        frame = await next_frame(ws, timeout)
         frames += 1
         events.extend(frame["events"])
     return events, frames
@@ -52,7 +59,7 @@ def test_detections_through_one_server_reach_a_dashboard_on_the_other_once_and_i
             await asyncio.sleep(0.5)  # anything sent twice would arrive now
             try:
                 while True:
-                    events.extend((await recv_frame(dash, is_type("events"), timeout=0.3))["events"])
+                    events.extend((await next_frame(dash, timeout=0.3))["events"])
             except asyncio.TimeoutError:
                 pass
             return events, frames

@@ -21,7 +21,7 @@ from devices import presence
 from devices.models import Device
 from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
-from transport.ws.batcher import MicroBatcher
+from transport.batching import MicroBatcher
 from transport.ws.device import authenticate, revocation, token_from_scope
 from transport.ws.lifecycle import every, stop
 from transport.ws.video import LatestFrame, is_jpeg
@@ -67,13 +67,11 @@ class DeviceNamespace(socketio.AsyncNamespace):
             asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(self._video(sid, "start")))
         conn.ticker = every(settings.REALTIME_PING_INTERVAL_S, lambda: self._tick(sid, conn))
 
-    async def on_envelope(self, sid: str, data: Any = None) -> dict:
+    async def on_envelope(self, sid: str, *args: Any) -> dict:
         conn = self.connections.get(sid)
         if conn is None:
             return Ack(None, pipeline.REJECTED, "unauthenticated", "Not connected.").as_dict()
-        # Bytes for the pipeline, so the envelope size limit applies as on every transport.
-        body = data.encode() if isinstance(data, str) else data
-        body = body if isinstance(body, bytes) else envelope.encode_json(body)
+        body = _envelope_bytes(args)
         future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
         refused = conn.batcher.add(Inbound(body, conn.device, VIA), future)
         return (refused or await future).as_dict()
@@ -140,6 +138,21 @@ async def _resolve(futures: list[asyncio.Future], acks: list[Ack]) -> None:
     for future, ack in zip(futures, acks):
         if not future.done():
             future.set_result(ack)
+
+
+def _envelope_bytes(args: tuple) -> bytes:
+    """The event's one argument as bytes for the pipeline, so the size limit and every check apply as on the other
+    transports. Anything else (no argument, several, text no encoder takes) still becomes bytes the pipeline
+    refuses, so it is answered and recorded like any bad envelope, never dropped without an ack."""
+    data = args[0] if len(args) == 1 else list(args)
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8", "surrogatepass")  # a lone surrogate stays invalid UTF-8: refused, not mangled
+    try:
+        return envelope.encode_json(data)
+    except (TypeError, ValueError, RecursionError):  # a lone surrogate inside, nesting past the stack
+        return b"(an argument that cannot be encoded as JSON)"
 
 
 def _token(environ: dict, auth_data: Any) -> str:

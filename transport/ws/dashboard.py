@@ -1,14 +1,36 @@
-"""`/ws/dashboard/`: the live event stream for signed-in operators (frame shape in transport.live)."""
+"""`/ws/dashboard/`: the live event stream for signed-in operators (frame shape in transport.live).
+
+Events arrive from the channel layer already encoded (JSON lists, see
+transport.live.dashboard_message) and leave as they came, joined into frames:
+no dashboard socket decodes or encodes an event.
+
+Flow control: the browser answers each frame with a text message
+(conventionally `{"type": "next"}`) once it has handled it. At most WINDOW
+frames of about FRAME_MAX_EVENTS events go unanswered; events arriving
+while the window is shut wait here, at most MAX_WAITING_EVENTS of them. A
+dashboard that overflows that, or keeps the window shut for
+DASHBOARD_STALL_TIMEOUT_S, is closed with 4408 (it reconnects and starts
+afresh), so an operator's socket that stops reading costs the server a
+bounded amount of memory, never a growing queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
-from transport import envelope, live
+from transport import live, metrics
 
 from . import operators
+
+CLOSE_TOO_SLOW = 4408
+WINDOW = 8  # frames sent and not yet answered
+FRAME_MAX_EVENTS = live.GROUP_SEND_CHUNK
+MAX_WAITING_EVENTS = 2000
+MAX_PENDING_CHUNKS = 64  # channel-layer messages (each up to live.GROUP_SEND_CHUNK events) between two frames
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -19,19 +41,49 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if (code := await operators.refusal(self.scope.get("user"))) is not None:
             await self.close(code)
             return
-        self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop())
+        self.unanswered, self.waiting, self.shut_since, self.closing = 0, [], None, False
+        self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop(), max_items=MAX_PENDING_CHUNKS)
         await self.channel_layer.group_add(live.DASHBOARD_GROUP, self.channel_name)
 
     async def live_events(self, message: dict) -> None:
         if self.pacer is not None:
-            self.pacer.add(message["events"])
+            self.pacer.add([(message["events_json"], message["count"])])
 
-    async def _send_events(self, events: list[dict]) -> None:
-        await self.send(text_data=envelope.encode_json({"type": "events", "events": events}).decode())
+    async def _send_events(self, chunks: list[tuple[bytes, int]]) -> None:
+        """Send `chunks` (encoded event lists with their counts) as frames of about FRAME_MAX_EVENTS events."""
+        while chunks and not self.closing:
+            if self.unanswered >= WINDOW:
+                await self._hold(chunks)
+                return
+            taken, count = 0, 0
+            while taken < len(chunks) and (not taken or count + chunks[taken][1] <= FRAME_MAX_EVENTS):
+                count += chunks[taken][1]
+                taken += 1
+            frame, chunks = chunks[:taken], chunks[taken:]
+            self.unanswered += 1
+            events = b",".join(c[1:-1] for c, n in frame if n)
+            await self.send(text_data=(b'{"type":"events","events":[' + events + b"]}").decode())
+
+    async def _hold(self, chunks: list[tuple[bytes, int]]) -> None:
+        now = time.monotonic()
+        self.shut_since = self.shut_since or now
+        self.waiting.extend(chunks)
+        waiting = sum(n for _, n in self.waiting)
+        if waiting > MAX_WAITING_EVENTS or now - self.shut_since > settings.DASHBOARD_STALL_TIMEOUT_S:
+            metrics.count_dropped_live_events(waiting)
+            self.waiting, self.closing = [], True
+            await self.close(CLOSE_TOO_SLOW)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        pass  # the stream is one way; browsers may send keep-alives
+        """Any message answers the oldest unanswered frame (older pages send keep-alives, which count too)."""
+        if self.pacer is None:
+            return
+        self.unanswered, self.shut_since = max(0, self.unanswered - 1), None
+        if self.waiting:  # older than anything in the pacer, so they go first
+            chunks, self.waiting = self.waiting, []
+            await self._send_events(chunks)
 
     async def disconnect(self, code: int) -> None:
         if self.pacer is not None:
+            self.closing = True
             await self.channel_layer.group_discard(live.DASHBOARD_GROUP, self.channel_name)
