@@ -63,8 +63,10 @@ def test_open_sockets_close_at_once_when_the_key_is_rotated_or_the_device_deacti
 
     codes = asyncio.run(scenario())
     assert codes == {rotated.id: 4401, deactivated.id: 4403}
-    assert [r["close_code"] for r in revocations[rotated.id]] == [4401]
-    assert [(r["error"], r["close_code"]) for r in revocations[deactivated.id]] == [("forbidden", 4403)]
+    # Told at least once: python-socketio's Redis manager publishes again when a publish fails, so a hiccup may
+    # deliver the event twice (harmless: the connection is closed right after).
+    assert {(r["error"], r["close_code"]) for r in revocations[rotated.id]} == {("unauthenticated", 4401)}
+    assert {(r["error"], r["close_code"]) for r in revocations[deactivated.id]} == {("forbidden", 4403)}
 
 
 def test_the_embedded_broker_shuts_out_a_session_whose_key_was_rotated(security_server):
