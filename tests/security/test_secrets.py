@@ -99,7 +99,6 @@ def test_a_database_dump_reveals_no_operator_api_token():
     assert leaked(database_dump(), {"operator API token": key}) == []
 
 
-@pytest.mark.xfail(strict=True, reason="Webhook.secret is stored in clear: sealing it needs a detections migration")
 def test_a_database_dump_reveals_no_webhook_secret():
     from detections.alert_models import Webhook
 
