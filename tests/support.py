@@ -5,9 +5,17 @@ No Django import at module level: tests/edge uses this module too.
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -34,3 +42,21 @@ def server_database_url(**overrides: Any) -> str:
 
     s = {**connection.settings_dict, **overrides}
     return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class FaultProxyProcess:
+    """`python -m edge.faultproxy` in front of `target` (e.g. PostgreSQL), steered over its control port:
+    `proxy.act("drop", on=1)`, `act("cut")`, `act("blackhole", on=1)`, `act("restore")`."""
+
+    def __init__(self, target: str = "127.0.0.1:5432") -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge.faultproxy", "--target", target], cwd=REPO,
+                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
+        ports = json.loads(self.proc.stdout.readline())
+        self.port, self._control = ports["listen"], f"http://127.0.0.1:{ports['control']}"
+
+    def act(self, action: str, **query: Any) -> dict:
+        return requests.post(f"{self._control}/{action}", params=query, timeout=5).json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)

@@ -6,21 +6,19 @@ session while it is away) and bridge subprocesses on the test database.
 
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
-import requests
 
 from detections.models import Detection
 from tests.factories import envelope
+from tests.support import FaultProxyProcess
 from transport.models import Message
 
-from .conftest import REPO, BridgeProcess, Camera, server_database_url, wait_until
+from .conftest import BridgeProcess, Camera, server_database_url, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -94,13 +92,9 @@ def test_bridge_killed_mid_stream_loses_nothing_and_stores_nothing_twice(fast_de
 @pytest.fixture
 def db_proxy():
     """A TCP proxy in front of PostgreSQL that the test can cut (edge/faultproxy.py, run as a process)."""
-    proc = subprocess.Popen([sys.executable, "-m", "edge.faultproxy", "--target", "127.0.0.1:5432"], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
-    ports = json.loads(proc.stdout.readline())
-    control = f"http://127.0.0.1:{ports['control']}"
-    yield ports["listen"], lambda action, **q: requests.post(f"{control}/{action}", params=q, timeout=5).json()
-    proc.terminate()
-    proc.wait(10)
+    proxy = FaultProxyProcess()
+    yield proxy.port, proxy.act
+    proxy.stop()
 
 
 def test_database_outage_under_load_loses_nothing(fast_devices, mosquitto, tmp_path, db_proxy):

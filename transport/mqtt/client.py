@@ -24,7 +24,8 @@ from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
+# Capped low: after a broker restart the bridge must be back within seconds, and a retry every 5 s costs nothing.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 5.0
 KEEPALIVE_S = 30
 STOP_FLUSH_S = 5.0
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -83,13 +84,22 @@ class Session:
 
 
 class Connection:
-    """One paho client driven by its own network thread, reconnecting with backoff (1 s doubling to 30 s).
+    """One paho client driven by its own network thread, reconnecting with backoff (1 s doubling to 5 s).
 
     Every publish and PUBACK goes through an outbox that the network thread
     drains between reads: paho is then only ever touched from one thread, and
     a batch of acks costs no cross-thread wake-up per packet (calling paho's
     publish from a worker thread while its network thread runs halves the
     rate at which the bridge can answer).
+
+    Flow control: with `backlog` (how many received messages the consumer
+    has not taken yet) the thread stops reading once it reaches
+    `max_backlog`, and only sends (acks, pings) until the consumer catches
+    up. The broker's Receive Maximum bounds unacknowledged QoS 1 messages on
+    MQTT 5; this bounds everything else (QoS 0, MQTT 3.1.1 brokers), so a
+    slow database never turns into a growing queue here. A pause longer
+    than the keepalive drops the connection; the broker then redelivers
+    what was not acknowledged.
     """
 
     def __init__(
@@ -99,8 +109,11 @@ class Connection:
         subscriptions: Iterable[str] = (),
         on_message: Callable[[Received], None] | None = None,
         will: tuple[str, bytes] | None = None,
+        backlog: Callable[[], int] | None = None,
+        max_backlog: int = 0,
     ) -> None:
         self.address, self.session = address, session
+        self.backlog, self.max_backlog = backlog, max_backlog
         self.subscriptions = list(subscriptions)
         self.on_message = on_message
         self.generation = 0
@@ -177,6 +190,8 @@ class Connection:
                 continue
             while not self._stopping.is_set():
                 self._drain_outbox()
+                if self._held_back():
+                    continue
                 if self._client.loop(0.002 if self._unsettled or self._outbox else 0.05) != mqtt.MQTT_ERR_SUCCESS:
                     break
                 if self.connected.is_set():
@@ -187,6 +202,15 @@ class Connection:
             self.connected.clear()
             self._stopping.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
+
+    def _held_back(self) -> bool:
+        """True (after sending what is queued and a ping if due) while the consumer has max_backlog messages waiting."""
+        if self.backlog is None or self.backlog() < self.max_backlog:
+            return False
+        self._client.loop_write()
+        self._client.loop_misc()
+        self._stopping.wait(0.01)
+        return True
 
     def _connect_options(self) -> dict:
         if not self.address.mqtt5:
