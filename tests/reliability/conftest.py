@@ -14,6 +14,7 @@ import json
 import re
 import socket
 import subprocess
+import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.mqtt.conftest import RUNNING, BridgeProcess, Mosquitto
 from tests.realtime.conftest import Server, operator_cookie, start_server, token_for  # noqa: F401 (fixtures)
 from tests.support import free_port, wait_until
 
@@ -68,6 +70,19 @@ def server(redis_db, tmp_path_factory) -> Server:
     s = start_server(tmp_path_factory.mktemp("reliability-server"))
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_bridge(django_db_setup, django_db_blocker, tmp_path_factory) -> tuple[Mosquitto, BridgeProcess]:
+    """A private Mosquitto and a `run_mqtt_bridge` subprocess on the test database, shared by the session."""
+    directory = tmp_path_factory.mktemp("mqtt")
+    broker = Mosquitto(directory)
+    with django_db_blocker.unblock():
+        bridge = BridgeProcess(directory, broker.url, f"reliability-{uuid.uuid4().hex[:6]}")
+    RUNNING.remove(bridge)  # lives for the session, not the test that first asked for it
+    yield broker, bridge.wait_subscribed()
+    bridge.kill()
+    broker.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import envelope
-from tests.mqtt.conftest import BridgeProcess, Camera, Mosquitto
+from tests.mqtt.conftest import Camera
 from transport.envelope import message_id_of
 from transport.models import Message, RejectedMessage
 
@@ -26,17 +26,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 MUST_FAIL = (set(KINDS) - {"wrong_type", "deep"}) | {"pinned"}
 
 
-@pytest.fixture
-def broker_and_bridge(tmp_path):
-    broker = Mosquitto(tmp_path)
-    bridge = BridgeProcess(tmp_path, broker.url, f"fuzz-{uuid.uuid4().hex[:6]}")
-    yield broker, bridge.wait_subscribed()
-    bridge.kill()
-    broker.stop()
-
-
-def test_the_bridge_answers_and_records_every_bad_message_and_keeps_bridging(broker_and_bridge, fast_device, figures):
-    (broker, bridge), rng = broker_and_bridge, random.Random(31)
+def test_the_bridge_answers_and_records_every_bad_message_and_keeps_bridging(mqtt_bridge, fast_device, figures):
+    (broker, bridge), rng = mqtt_bridge, random.Random(31)
     device = fast_device()
     frames = corpus(rng, device.id, 200, "mqtt")
     frames[0].body = b"{" + b" " * (2 << 20) + b"}"  # 2 MiB: over the envelope limit by far
