@@ -60,3 +60,17 @@ class FaultProxyProcess:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+ARTIFACTS = REPO / "test-artifacts" / "reliability"
+
+
+def record_figures(area: str, name: str, **values: Any) -> None:
+    """Keep a test's counts in test-artifacts/reliability/<area>.json (docs/reliability.md quotes them)."""
+    from datetime import datetime, timezone
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{area}.json"
+    entries = json.loads(path.read_text()).get("entries", {}) if path.exists() else {}
+    entries[name] = {**values, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path.write_text(json.dumps({"entries": dict(sorted(entries.items()))}, indent=2) + "\n")

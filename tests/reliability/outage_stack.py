@@ -1,0 +1,151 @@
+"""A whole deployment whose every dependency a test can take away: PostgreSQL behind a fault proxy, a private
+redis-server, a private Mosquitto (with persistence), a Daphne server and an MQTT bridge; and cameras that
+behave as firmware does (resend what was not acknowledged)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import socketio
+import websockets
+
+from tests.mqtt.conftest import BridgeProcess, Camera, Mosquitto
+from tests.realtime.conftest import Server
+
+from .conftest import RedisServer
+
+PERSISTENT_BROKER = "allow_anonymous true\npersistence true\npersistence_location {dir}/\nautosave_interval 1\n"
+
+
+@dataclass
+class Stack:
+    db: object  # tests.support.FaultProxyProcess
+    redis: RedisServer
+    broker: Mosquitto
+    server: Server
+    bridge: BridgeProcess
+    directory: Path
+
+    def storage_down(self) -> None:
+        self.db.act("drop", on=1)  # new connections fail ...
+        self.db.act("cut")  # ... and the open ones die
+
+    def storage_up(self) -> None:
+        self.db.act("restore")
+
+    def readyz(self) -> tuple[int, dict]:
+        answer = requests.get(f"{self.server.http}/readyz", timeout=15)
+        return answer.status_code, answer.json()["checks"]
+
+    def bridge_connections(self) -> int:
+        return self.bridge.log().count("subscribed to")
+
+
+@dataclass
+class Ledger:
+    """What one camera produced and what the server answered, for the reconciliation."""
+
+    produced: dict[str, dict] = field(default_factory=dict)  # message_id → envelope
+    answers: dict[str, list[str]] = field(default_factory=dict)  # message_id → statuses, in order
+
+    def note(self, env: dict, status: str) -> str:
+        self.produced.setdefault(env["message_id"], env)
+        self.answers.setdefault(env["message_id"], []).append(status)
+        return status
+
+    def unsettled(self) -> list[dict]:
+        return [env for mid, env in self.produced.items() if not {"accepted", "duplicate"} & set(self.answers[mid])]
+
+    def count(self, status: str) -> int:
+        return sum(statuses.count(status) for statuses in self.answers.values())
+
+
+class Sender:
+    async def send_many(self, envs: list[dict]) -> None:
+        await asyncio.gather(*(self.send(env) for env in envs))
+
+    async def close(self) -> None:
+        pass
+
+
+class RestCamera(Sender):
+    def __init__(self, server: Server, device) -> None:
+        self.url, self.ledger = f"{server.http}/api/v1/ingest/", Ledger()
+        self.headers = {"Authorization": f"Device {device.issued.key}"}
+
+    async def send(self, env: dict) -> str:
+        answer = await asyncio.to_thread(requests.post, self.url, json=env, headers=self.headers, timeout=15)
+        body = answer.json()
+        status = body.get("status") or body["error"]
+        if status == "unavailable":
+            assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1, (answer.status_code, body)
+        return self.ledger.note(env, status)
+
+
+class WebSocketCamera:
+    def __init__(self, server: Server, token: str) -> None:
+        self.url, self.ledger, self.ws = f"{server.ws}/ws/device/?token={token}", Ledger(), None
+
+    async def send_many(self, envs: list[dict]) -> None:
+        if self.ws is None:
+            self.ws = await websockets.connect(self.url)
+        for env in envs:
+            await self.ws.send(json.dumps(env))
+        waiting = {env["message_id"]: env for env in envs}
+        while waiting:
+            frame = json.loads(await asyncio.wait_for(self.ws.recv(), 15))
+            if frame.get("type") == "ack" and frame["message_id"] in waiting:
+                if frame["status"] == "unavailable":
+                    assert frame["retry_after"] >= 1 and frame["error"] == "unavailable", frame
+                self.ledger.note(waiting.pop(frame["message_id"]), frame["status"])
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+class SocketIOCamera(Sender):
+    def __init__(self, server: Server, token: str) -> None:
+        self.server, self.token, self.ledger, self.client = server, token, Ledger(), None
+
+    async def send_many(self, envs: list[dict]) -> None:
+        if self.client is None:
+            self.client = socketio.AsyncClient(reconnection=False)
+            await self.client.connect(self.server.http, namespaces=["/device"], auth={"token": self.token},
+                                      transports=["websocket"])  # fmt: skip
+        await super().send_many(envs)
+
+    async def send(self, env: dict) -> str:
+        ack = await self.client.call("envelope", env, namespace="/device", timeout=15)
+        if ack["status"] == "unavailable":
+            assert ack["retry_after"] >= 1 and ack["error"] == "unavailable", ack
+        return self.ledger.note(env, ack["status"])
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.disconnect()
+
+
+class MqttCamera(Sender):
+    """Publishes at QoS 1; its acks arrive on down/ack after commit. It never resends: the broker redelivers."""
+
+    def __init__(self, broker: Mosquitto, device) -> None:
+        self.camera, self.ledger = Camera(device.id, broker.port).connect(), Ledger()
+
+    async def send(self, env: dict) -> str:
+        await asyncio.to_thread(lambda: self.camera.publish(env).wait_for_publish(10))
+        self.ledger.produced[env["message_id"]] = env
+        self.ledger.answers.setdefault(env["message_id"], [])
+        return "published"
+
+    def collect(self) -> None:
+        """Copy the acks received so far into the ledger."""
+        for mid in self.ledger.produced:
+            self.ledger.answers[mid] = [a["status"] for a in self.camera.ack_list if a["message_id"] == mid]
+
+    async def close(self) -> None:
+        self.camera.close()
