@@ -100,9 +100,11 @@ def _values(table: str, columns: list, rows: Sequence[Sequence[Any]], conflict: 
 
 @contextmanager
 def _logged(sql: str) -> Iterator[None]:
-    """Show the statement in `connection.queries`, as Django's debug cursor does for its own."""
+    """Show the statement in `connection.queries`, as Django's debug cursor does for its own; and raise psycopg's
+    errors as Django's, as its cursors do (callers must see a lost connection as OperationalError: an outage)."""
     started = time.perf_counter()
-    yield
+    with connection.wrap_database_errors:
+        yield
     if connection.queries_logged:
         connection.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})
 

@@ -99,8 +99,13 @@ def test_postgres_down_is_answered_unavailable_on_every_transport_and_nothing_is
     def stored() -> int:
         return Message.objects.filter(device__in=devices.values()).count()
 
+    def mqtt_settled() -> bool:
+        cameras["mqtt"].collect()
+        return not cameras["mqtt"].ledger.unsettled()
+
     async def scenario():
         await phase(10)  # storage up
+        await asyncio.to_thread(wait_until, mqtt_settled, 20, what="the MQTT acks before the outage")
         stack.storage_down()
         try:
             during_before = await in_thread(stored)
@@ -114,9 +119,7 @@ def test_postgres_down_is_answered_unavailable_on_every_transport_and_nothing_is
             camera = cameras[via]
             await _send_all(camera, camera.ledger.unsettled())
             await _send_all(camera, list(camera.ledger.produced.values())[:3])  # and a few twice: duplicates
-        mqtt = cameras["mqtt"]
-        await asyncio.to_thread(wait_until, lambda: (mqtt.collect(), not mqtt.ledger.unsettled())[1], 60,
-                                what="every MQTT message acked after the outage")  # fmt: skip
+        await asyncio.to_thread(wait_until, mqtt_settled, 60, what="every MQTT message acked after the outage")
         for camera in cameras.values():
             await camera.close()
         return during_before, during_after, acked_while_down
