@@ -20,7 +20,7 @@ from tests.realtime.conftest import in_thread, start_server
 from tests.support import FaultProxyProcess, server_database_url
 from transport.models import Message
 
-from .conftest import RedisServer, wait_until
+from .conftest import RedisServer, scrape, wait_until
 from .outage_stack import PERSISTENT_BROKER, Ledger, MqttCamera, RestCamera, SocketIOCamera, Stack, WebSocketCamera
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -141,3 +141,39 @@ def test_postgres_down_is_answered_unavailable_on_every_transport_and_nothing_is
 
 async def _send_all(camera, envs: list[dict]) -> None:
     await camera.send_many(envs)
+
+
+def test_slow_storage_fills_a_camera_socket_queue_to_its_bound_then_throttles_and_loses_nothing(
+    stack, fast_device, token_for, figures
+):
+    from transport.ws.batcher import MAX_QUEUED
+
+    device = fast_device()
+    camera = WebSocketCamera(stack.server, token_for(device))
+    flood = [envelope(device.id, "health", protocol="websocket") for _ in range(MAX_QUEUED + 300)]
+
+    async def scenario():
+        await camera.send_many([envelope(device.id, "health", protocol="websocket")])  # connected, storage fine
+        stack.db.act("blackhole", on=1)  # storage hangs: statements neither finish nor fail
+        try:
+            sending = asyncio.create_task(camera.send_many(flood))
+            await asyncio.to_thread(wait_until, lambda: camera.ledger.count("throttled") >= 250, 30,
+                                    what="throttled acks while storage hangs")  # fmt: skip
+            depth = scrape(stack.server)['lpr_queue_depth{queue="realtime_batcher"}']
+        finally:
+            stack.storage_up()
+        await sending
+        for _ in range(10):  # firmware resends what was throttled or unavailable until it is stored
+            if not camera.ledger.unsettled():
+                break
+            await camera.send_many(camera.ledger.unsettled())
+        await camera.close()
+        return depth
+
+    depth = asyncio.run(scenario())
+    result = {**reconcile(device, camera.ledger), "throttled_answers": camera.ledger.count("throttled"),
+              "unavailable_answers": camera.ledger.count("unavailable"), "queue_depth_seen": depth,
+              "queue_bound": MAX_QUEUED}  # fmt: skip
+    figures.record("outages", "postgres_hanging_websocket_flood", **result)
+    assert depth <= MAX_QUEUED
+    assert result["lost"] == result["stored_twice"] == result["unexpected"] == 0, result
