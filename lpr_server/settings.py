@@ -107,7 +107,7 @@ REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "transport.channel_layer.ResilientRedisChannelLayer",  # rides out a Redis outage
             # redis-py 8 reads with a 5 s socket timeout by default, the very length of channels-redis's
             # blocking pop: an idle consumer's read could time out and crash it. Give reads room.
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 1000, "expiry": 30},
