@@ -16,7 +16,7 @@ import requests
 
 from detections.models import Detection
 from tests.factories import envelope
-from tests.mqtt.conftest import RUNNING, BridgeProcess, Mosquitto
+from tests.mqtt.conftest import RUNNING, BridgeProcess, Mosquitto, Stream
 from tests.realtime.conftest import in_thread, start_server
 from tests.support import FaultProxyProcess, server_database_url
 from transport.models import Message
@@ -189,7 +189,7 @@ def worker(stack, django_db_blocker):
         database_url = server_database_url()
     w = Worker(stack.directory, stack.redis.url, database_url)
     yield w
-    w.stop()
+    w.kill()
 
 
 def test_redis_down_ingest_still_stores_and_live_push_and_alerts_recover(stack, worker, fast_device, token_for,
@@ -266,3 +266,19 @@ def test_redis_down_ingest_still_stores_and_live_push_and_alerts_recover(stack, 
                    live_events_after_recovery=len(after & dashboard.detections()),
                    live_events_while_down=len(during & dashboard.detections()), live_push_back_in_s=round(recovered_in, 2),
                    dashboard_connections=dashboard.connections)  # fmt: skip
+
+
+def test_a_broker_restart_mid_stream_loses_nothing_and_the_bridge_resumes(stack, make_device, figures):
+    devices = [make_device(rate_limit_per_s=1e6) for _ in range(3)]
+    connections = stack.bridge_connections()
+    stream = Stream(stack.broker.port, devices, 600, per_s=200)
+    wait_until(lambda: stream.stored() >= 150, 30, every=0.01, what="the bridge to store some")
+    stack.broker.stop()  # SIGTERM: Mosquitto saves its persistent sessions, the bridge's unacked messages included
+    stopped = time.monotonic()
+    stack.broker.start()
+    wait_until(lambda: stack.bridge_connections() > connections, 30, what="the bridge to reconnect and subscribe")
+    back_in = time.monotonic() - stopped
+    stream.finish()
+    counts = stream.assert_each_stored_once()
+    figures.record("outages", "mqtt_broker_restart_mid_stream", **counts, bridge_back_in_s=round(back_in, 2))
+    assert back_in < 10  # the reconnect backoff is capped at 5 s
