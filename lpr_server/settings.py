@@ -123,6 +123,9 @@ CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task whose worker died unannounced (SIGKILL, a lost machine) goes back to the Redis queue after this long. It must
+# exceed the longest task plus its countdown (webhook retries back off up to ALERT_WEBHOOK_BACKOFF_MAX_S).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.float("CELERY_VISIBILITY_TIMEOUT_S", default=3600.0)}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     "detections-purge-expired": {"task": "detections.purge_expired", "schedule": 24 * 3600.0},

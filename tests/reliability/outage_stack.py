@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -82,7 +83,7 @@ class Sender:
 
 class RestCamera(Sender):
     def __init__(self, server: Server, device) -> None:
-        self.url, self.ledger = f"{server.http}/api/v1/ingest/", Ledger()
+        self.url, self.ledger, self.device_id = f"{server.http}/api/v1/ingest/", Ledger(), device.id
         self.headers = {"Authorization": f"Device {device.issued.key}"}
 
     async def send(self, env: dict) -> str:
@@ -236,3 +237,40 @@ class Dashboard:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+class HoldingReceiver:
+    """A webhook receiver that leaves the first request of each delivery unanswered (until `close`), so the worker
+    sending it is caught mid-task; later requests for that delivery are answered 204."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, int]] = []  # (X-LPR-Delivery, alert id), in arrival order
+        self.answered: list[str] = []
+        self._release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                delivery = self.headers.get("X-LPR-Delivery", "")
+                first = delivery not in {d for d, _ in receiver.requests}
+                receiver.requests.append((delivery, body["alert"]["id"]))
+                if first:
+                    receiver._release.wait(60)
+                    return
+                receiver.answered.append(delivery)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads, self.http.block_on_close = True, False
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._release.set()
+        self.http.shutdown()
+        self.http.server_close()

@@ -7,6 +7,8 @@ One deployment for the module (outage_stack.Stack); every test gives back what i
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections import Counter
@@ -23,7 +25,8 @@ from transport.models import Message
 
 from .conftest import RedisServer, scrape, wait_until
 from .outage_stack import (
-    PERSISTENT_BROKER, Dashboard, Ledger, MqttCamera, RestCamera, SocketIOCamera, Stack, WebSocketCamera, Worker,
+    PERSISTENT_BROKER, Dashboard, HoldingReceiver, Ledger, MqttCamera, RestCamera, SocketIOCamera, Stack,
+    WebSocketCamera, Worker,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -282,3 +285,52 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_the_bridge_resumes(stack,
     counts = stream.assert_each_stored_once()
     figures.record("outages", "mqtt_broker_restart_mid_stream", **counts, bridge_back_in_s=round(back_in, 2))
     assert back_in < 10  # the reconnect backoff is capped at 5 s
+
+
+def test_a_celery_worker_killed_mid_task_runs_it_again_and_its_effects_happen_once(stack, worker, make_device,
+                                                                                   django_db_blocker, figures):  # fmt: skip
+    from detections.alert_models import Alert, Delivery
+    from tests.alerts.conftest import make_watchlist, make_webhook
+
+    receiver = HoldingReceiver()
+    make_watchlist([{"value": "KILL001"}, {"value": "KILL002"}])
+    make_webhook(receiver.url)
+    cameras = [RestCamera(stack.server, make_device()) for _ in range(2)]  # two cameras: two passages, two alerts
+    replacement = None
+
+    def caught_sending(n: int) -> None:
+        wait_until(lambda: len(receiver.requests) >= n, 60, what=f"delivery {n} to reach the receiver")
+
+    def delivered(plate: str):
+        return Delivery.objects.filter(channel="webhook", alert__plate=plate, state="delivered").first()
+
+    try:
+        # 1. The pool process running the delivery is SIGKILLed (an OOM kill): the worker requeues its task.
+        asyncio.run(cameras[0].send(envelope(cameras[0].device_id, payload={"plate": "KILL001", "confidence": 0.9})))
+        caught_sending(1)
+        children = worker.pool_children()
+        assert len(children) == 1
+        os.kill(children[0], signal.SIGKILL)
+        first = wait_until(lambda: delivered("KILL001"), 60, what="the requeued delivery to succeed")
+        # 2. The whole worker is SIGKILLed (a lost machine); another worker takes the task once it is visible again.
+        asyncio.run(cameras[1].send(envelope(cameras[1].device_id, payload={"plate": "KILL002", "confidence": 0.9})))
+        caught_sending(3)
+        worker.kill()
+        with django_db_blocker.unblock():
+            database_url = server_database_url()
+        replacement = Worker(stack.directory, stack.redis.url, database_url, CELERY_VISIBILITY_TIMEOUT_S="1")
+        second = wait_until(lambda: delivered("KILL002"), 60, what="the abandoned delivery to be taken up again")
+    finally:
+        receiver.close()
+        if replacement is not None:
+            replacement.kill()
+
+    alerts = list(Alert.objects.filter(plate__in=["KILL001", "KILL002"]).values_list("plate", flat=True))
+    assert sorted(alerts) == ["KILL001", "KILL002"]  # one alert per read, whatever ran twice
+    for d in (first, second):
+        assert d.attempts == 1 and [r for r, _ in receiver.requests].count(str(d.id)) == 2  # sent twice, done once
+    assert receiver.answered == [str(first.id), str(second.id)]
+    assert "WorkerLostError" in worker.log()
+    figures.record("outages", "celery_worker_sigkilled_mid_task", kills=["pool process", "whole worker"],
+                   tasks_run_again=2, alerts=len(alerts), deliveries_recorded=2, webhook_requests=len(receiver.requests),
+                   webhook_requests_answered=len(receiver.answered))  # fmt: skip
