@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -158,49 +153,6 @@ class MqttCamera(Sender):
 
     async def close(self) -> None:
         self.camera.close()
-
-
-class Worker:
-    """`celery -A lpr_server worker` with the prefork pool (one child), on a private Redis and the test database."""
-
-    def __init__(self, directory: Path, redis_url: str, database_url: str, **env: str) -> None:
-        self.log_path = directory / f"worker-{time.monotonic_ns()}.log"
-        environment = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "LOG_LEVEL": "INFO",
-                       "PYTHONUNBUFFERED": "1", "ALERT_INDEX_CHECK_S": "0", **env}  # fmt: skip
-        environment.pop("DJANGO_SETTINGS_MODULE", None)
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "lpr_server", "worker", "--pool", "prefork", "--concurrency", "1",
-                 "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        wait_until(self._ready, 60, what="the Celery worker")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError("worker exited:\n" + self.log())
-        return "ready." in self.log()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def pool_children(self) -> list[int]:
-        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker, main process and pool alike (a machine lost, an OOM kill of the group)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 class Dashboard:

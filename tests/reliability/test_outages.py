@@ -18,6 +18,7 @@ import requests
 
 from detections.models import Detection
 from tests.factories import envelope
+from tests.alerts.conftest import start_worker
 from tests.mqtt.conftest import RUNNING, BridgeProcess, Mosquitto, Stream
 from tests.realtime.conftest import in_thread, start_server
 from tests.support import FaultProxyProcess, server_database_url
@@ -26,7 +27,7 @@ from transport.models import Message
 from .conftest import RedisServer, scrape, wait_until
 from .outage_stack import (
     PERSISTENT_BROKER, Dashboard, HoldingReceiver, Ledger, MqttCamera, RestCamera, SocketIOCamera, Stack,
-    WebSocketCamera, Worker,
+    WebSocketCamera,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -190,7 +191,8 @@ def test_slow_storage_fills_a_camera_socket_queue_to_its_bound_then_throttles_an
 def worker(stack, django_db_blocker):
     with django_db_blocker.unblock():
         database_url = server_database_url()
-    w = Worker(stack.directory, stack.redis.url, database_url)
+    w = start_worker(stack.directory, pool="prefork", concurrency=1, DATABASE_URL=database_url, REDIS_URL=stack.redis.url,
+                     ALERT_WEBHOOK_TIMEOUT_S="30")  # a delivery caught mid-request stays there until it is killed
     yield w
     w.kill()
 
@@ -318,7 +320,8 @@ def test_a_celery_worker_killed_mid_task_runs_it_again_and_its_effects_happen_on
         worker.kill()
         with django_db_blocker.unblock():
             database_url = server_database_url()
-        replacement = Worker(stack.directory, stack.redis.url, database_url, CELERY_VISIBILITY_TIMEOUT_S="1")
+        replacement = start_worker(stack.directory, pool="prefork", concurrency=1, DATABASE_URL=database_url,
+                                   REDIS_URL=stack.redis.url, CELERY_VISIBILITY_TIMEOUT_S="1")  # fmt: skip
         second = wait_until(lambda: delivered("KILL002"), 60, what="the abandoned delivery to be taken up again")
     finally:
         receiver.close()
