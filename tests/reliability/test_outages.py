@@ -235,9 +235,15 @@ def test_redis_down_ingest_still_stores_and_live_push_and_alerts_recover(stack, 
                 await asyncio.sleep(0.05)
             assert time.monotonic() - started < 30, "live push did not recover within 30 s"
 
+    def alerted(plate: str) -> bool:
+        return Alert.objects.filter(plate=plate).exists()
+
     async def scenario():
         before = await phase("before")
         await asyncio.to_thread(wait_until, lambda: before <= dashboard.detections(), 20, what="live events")
+        # Settled first: a task already queued in Redis dies with it when Redis keeps nothing (run it with
+        # appendonly, docs/reliability.md). What this test pins is what happens to reads made while it is away.
+        await in_thread(wait_until, lambda: alerted("REDIS01"), 30, 0.05, "the first alert")
         stack.redis.stop()
         try:
             await asyncio.to_thread(wait_until, lambda: not stack.readyz()[1]["redis"], 20, what="Redis down")
