@@ -111,18 +111,22 @@ def test_the_live_pacer_keeps_at_most_its_bound_while_its_sends_are_stuck():
 def test_the_alert_intake_buffer_is_bounded_while_the_broker_is_away(monkeypatch):
     monkeypatch.setattr(alert_intake, "MAX_BUFFERED_IDS", 5000)
     monkeypatch.setattr(alert_intake, "RETRY_AFTER_S", 0.01)
-    attempts = []
+    attempts, away = [], threading.Event()
+    away.set()
 
-    def broker_away(ids):
+    def send(ids):
         attempts.append(len(ids))
-        raise ConnectionError("broker unreachable")
+        if away.is_set():
+            raise ConnectionError("broker unreachable")
 
-    intake = alert_intake.Batcher(broker_away, interval=0.001, max_ids=1000)
+    intake = alert_intake.Batcher(send, interval=0.001, max_ids=1000)
     for n in range(20):
         intake.add([f"{n}-{i}" for i in range(1000)])
         assert intake.depth() <= 5000
     wait_until(lambda: len(attempts) > 3, 5, what="retries")
     assert intake.depth() <= 5000
+    away.clear()  # the broker is back: what the buffer kept goes out, and its thread rests
+    wait_until(lambda: intake.depth() == 0, 5, what="the buffer to drain")
 
 
 @pytest.mark.django_db

@@ -37,7 +37,7 @@ def test_the_bridge_answers_and_records_every_bad_message_and_keeps_bridging(mqt
 
     for frame in frames:
         camera.publish(frame.body, "detection").wait_for_publish(10)
-    for junk in ["1", "nonsense", "{}", ""]:  # a status payload must be online or offline
+    for junk in ["1", "nonsense", "{}"]:  # a status payload must be online or offline
         camera.publish(junk.encode(), topic=f"{camera.root}/status")
     mismatched = [envelope(device.id, protocol="mqtt") for _ in range(5)]
     for env in mismatched:  # the topic names another data type than the envelope
@@ -62,13 +62,13 @@ def test_the_bridge_answers_and_records_every_bad_message_and_keeps_bridging(mqt
     assert not accepted & must_fail
     stored = {str(i) for i in Message.objects.filter(device=device).values_list("message_id", flat=True)}
     assert stored == accepted | {after["message_id"]}
-    status_refusals = 3  # "" clears a retained status: nothing to record
+    status_refusals = 3
     recorded = wait_until(lambda: RejectedMessage.objects.filter(transport="mqtt", received_at__gte=start).count()
                           >= len(rejected) + status_refusals + 3, 10, what="every refusal recorded")  # fmt: skip
     assert RejectedMessage.objects.filter(transport="mqtt", received_at__gte=start).count() == \
         len(rejected) + status_refusals + 3  # fmt: skip
     assert bridge.proc.poll() is None and "Traceback" not in bridge.log()
-    figures.record("fuzz", "mqtt", messages=answered + 4 + 3 + 1, rejected=len(rejected),
-                   refused_unanswered=status_refusals + 3, accepted=len(accepted), stored=len(stored),
+    figures.record("fuzz", "mqtt", inputs=answered + status_refusals + 3 + 1, refused=len(rejected) + status_refusals + 3,
+                   of_which_unanswered=status_refusals + 3, accepted=len(accepted) + 1, stored=len(stored),
                    kinds=kinds_of(frames))  # fmt: skip
     assert recorded
