@@ -1,8 +1,10 @@
 """Committed detections, handed to alert matching in batches, off the ingest path.
 
 `on_stored` is a post-commit consumer (transport.announce): it only appends
-message ids to a buffer. A daemon thread sends the buffer to ONE Celery task
-(`detections.match_alerts`): at once after a quiet spell, then at most every
+what matching needs of each read (plate, candidates, device, time, passage)
+to a buffer, so matching reads nothing back from the database but for the
+few reads that hit. A daemon thread sends the buffer to ONE Celery task
+(`detections.match_reads`): at once after a quiet spell, then at most every
 FLUSH_INTERVAL_S (or as soon as it holds FLUSH_MAX_IDS), so a burst of single
 REST requests still makes one task per batch. In eager mode (no REDIS_URL) the task runs on that thread, never
 on the request's.
@@ -69,15 +71,15 @@ class Batcher:
                 time.sleep(RETRY_AFTER_S)
 
 
-def _queue_match(ids: list[str]) -> None:
+def _queue_match(reads: list[list]) -> None:
     from django.db import connection
 
     from . import watchlists
-    from .alert_tasks import match_alerts
+    from .alert_tasks import match_reads
 
     try:
         if watchlists.any_active():
-            match_alerts.delay(ids)  # eager mode (no REDIS_URL): runs here, on this thread
+            match_reads.delay(reads)  # eager mode (no REDIS_URL): runs here, on this thread
     finally:
         connection.close()  # a long-lived thread must not hold a database session between batches
 
@@ -86,8 +88,13 @@ batcher = Batcher(_queue_match)
 
 
 def on_stored(messages: list) -> None:
-    """transport.announce consumer: the message ids of newly stored detections, buffered."""
-    ids = [str(m.envelope.message_id) for m in messages if m.envelope.data_type == "detection"]
-    if ids:
-        batcher.add(ids)
+    """transport.announce consumer: newly stored detections, buffered as what matching needs of them
+    (`alerts.StoredRead`), so that matching reads nothing back from the database."""
+    from . import alerts, watchlists
+
     eager_beat.ensure_started()
+    if not watchlists.any_active():  # asked of the database at most every ALERT_INDEX_CHECK_S
+        return
+    reads = [alerts.stored_read(m) for m in messages if m.envelope.data_type == "detection"]
+    if reads:
+        batcher.add(reads)

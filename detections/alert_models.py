@@ -63,7 +63,10 @@ class Alert(models.Model):
     watchlist = models.ForeignKey(Watchlist, on_delete=models.CASCADE, related_name="alerts")
     entry = models.ForeignKey(WatchlistEntry, null=True, on_delete=models.SET_NULL, related_name="alerts")
     passage = models.ForeignKey("detections.Passage", null=True, on_delete=models.SET_NULL, related_name="alerts")
-    detection = models.ForeignKey("detections.Detection", null=True, on_delete=models.SET_NULL, related_name="alerts")
+    # Detections are partitioned (no unique id alone to reference) and dropped by partition: retention clears
+    # this link itself (detections.retention), so it is no database constraint.
+    detection = models.ForeignKey("detections.Detection", null=True, on_delete=models.DO_NOTHING, related_name="alerts",
+                                  db_constraint=False)  # fmt: skip
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="alerts")
     plate = models.CharField(max_length=32, help_text="The plate as read.")
     matched = models.CharField(max_length=32, help_text="The read text that matched (the plate or a candidate).")

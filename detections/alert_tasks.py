@@ -16,9 +16,17 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(name="detections.match_alerts", ignore_result=True, acks_late=True)
-def match_alerts(message_ids: list[str]) -> int:
-    """Match a batch of stored detections (by message id) against the watchlists; fan out new alerts."""
-    return len(alerts.match(message_ids))
+def match_alerts(message_ids: list[str], captured_at: list[str] | None = None) -> int:
+    """Match a batch of stored detections (by message id, and their capture times when known) against the
+    watchlists; fan out new alerts. Intake now queues `match_reads`; this stays for tasks an older version queued."""
+    return len(alerts.match(message_ids, captured_at))
+
+
+@shared_task(name="detections.match_reads", ignore_result=True, acks_late=True)
+def match_reads(reads: list[list]) -> int:
+    """Match a batch of stored reads, as alert intake describes them (`alerts.StoredRead`), against the
+    watchlists; fan out new alerts."""
+    return len(alerts.match_reads(reads))
 
 
 @shared_task(name="detections.notify_dashboard", bind=True, ignore_result=True, max_retries=5)

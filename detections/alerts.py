@@ -1,8 +1,9 @@
 """Raising alerts: stored detections against the watchlists, once per passage; and acknowledging them.
 
-`match` is called by the Celery task `detections.match_alerts` with the
-message ids of a batch of committed detections (detections/alert_intake.py
-collects them off the ingest path). An alert is one row per (watchlist,
+`match_reads` is called by the Celery task `detections.match_reads` with a
+batch of committed reads as alert intake describes them (detections/alert_intake.py
+collects them off the ingest path), `match` with message ids (reading the
+reads back). An alert is one row per (watchlist,
 passage), so later reads of a passage already alerted on, a retried task or
 two workers racing all end in the same single alert: the database's unique
 constraint decides, and only rows actually inserted are fanned out.
@@ -10,15 +11,18 @@ constraint decides, and only rows actually inserted are fanned out.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, NamedTuple
 from uuid import UUID
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from . import notify, watchlists
+from devices.models import Device
+
 from .alert_models import Alert
 from .models import Detection
 from .plates import normalize
@@ -31,19 +35,66 @@ ALERT_COLUMNS = ["watchlist_id", "entry_id", "passage_id", "detection_id", "devi
 class _Hit:
     rule: watchlists.Rule
     matched: str
-    detection_id: int
+    message_id: str
     passage_id: int | None
     device_id: str
     plate: str
     captured_at: datetime
+    detection_id: int | None = None
 
 
-def match(message_ids: Iterable[UUID | str]) -> list[Alert]:
-    """Alerts newly raised for these detections (none for reads whose passage already has one)."""
+class StoredRead(NamedTuple):
+    """What matching needs of one committed read; travels to the Celery worker as a JSON list."""
+
+    message_id: str
+    device_id: str
+    captured_at: str  # ISO 8601
+    plate: str  # as sent
+    plate_normalized: str
+    candidates: list[str]  # normalised
+    passage_id: int | None
+
+
+def stored_read(m) -> list:
+    """A `transport.store.Stored` detection as a `StoredRead` (as a list: what Celery's JSON keeps)."""
+    p = m.envelope.payload
+    return [m.envelope.id_text, m.device_id, m.envelope.timestamp.isoformat(), p.plate, normalize(p.plate),
+            [normalize(c.plate) for c in p.candidates], m.passage_id]  # fmt: skip
+
+
+def match_reads(reads: Iterable[list]) -> list[Alert]:
+    """Alerts newly raised for these reads (none for reads whose passage already has one)."""
     index = watchlists.active_index()
     if not index.size:
         return []
-    hits = _best_hits(index, _reads(message_ids))
+    reads = [StoredRead(*r) for r in reads]
+    sites = _sites({r.device_id for r in reads})
+    hits = _best_hits(index, (
+        (r.message_id, r.device_id, sites.get(r.device_id, ""), datetime.fromisoformat(r.captured_at), r.plate,
+         r.plate_normalized, r.candidates, r.passage_id) for r in reads
+    ))  # fmt: skip
+    _attach_detection_ids(hits)
+    return _raise(hits)
+
+
+def match(message_ids: Iterable[UUID | str], captured_at: Iterable[datetime | str] | None = None) -> list[Alert]:
+    """`match_reads` for reads known by their message ids (read back from the database; `captured_at`, their
+    capture times when known, lets the lookup read only the partitions that hold them)."""
+    index = watchlists.active_index()
+    if not index.size:
+        return []
+    reads = Detection.objects.filter(message_id__in=list(message_ids))
+    if captured_at is not None:
+        reads = reads.filter(captured_at__in=list(captured_at))
+    rows = reads.order_by("captured_at", "id").values_list(
+        "message_id", "device_id", "device__site", "captured_at", "plate", "plate_normalized", "candidates", "passage_id"
+    )
+    hits = _best_hits(index, ((str(mid), *rest[:5], _candidate_plates(rest[5]), rest[6]) for mid, *rest in rows))
+    _attach_detection_ids(hits)
+    return _raise(hits)
+
+
+def _raise(hits: list[_Hit]) -> list[Alert]:
     if not hits:
         return []
     with transaction.atomic():
@@ -53,23 +104,43 @@ def match(message_ids: Iterable[UUID | str]) -> list[Alert]:
     return alerts
 
 
-def _reads(message_ids: Iterable[UUID | str]):
-    return Detection.objects.filter(message_id__in=list(message_ids)).order_by("captured_at", "id").values_list(
-        "id", "device_id", "device__site", "captured_at", "plate", "plate_normalized", "candidates", "passage_id"
-    )
-
-
-def _best_hits(index: watchlists.Index, rows) -> list[_Hit]:
+def _best_hits(index: watchlists.Index, reads) -> list[_Hit]:
     """One hit per (watchlist, passage): the highest-priority entry, first read wins ties."""
     best: dict[tuple, _Hit] = {}
-    for det_id, device_id, site, captured_at, plate, plate_normalized, candidates, passage_id in rows:
-        read = watchlists.Read(device_id, site, captured_at, plate_normalized, _candidate_plates(candidates))
+    for message_id, device_id, site, captured_at, plate, plate_normalized, candidates, passage_id in reads:
+        read = watchlists.Read(device_id, site, captured_at, plate_normalized, candidates)
         for rule, text in index.hits(read):
-            key = (rule.watchlist_id, passage_id or f"read-{det_id}")
+            key = (rule.watchlist_id, passage_id or f"read-{message_id}")
             held = best.get(key)
-            if held is None or rule.priority > held.rule.priority:
-                best[key] = _Hit(rule, text, det_id, passage_id, device_id, plate, captured_at)
+            if held is None or rule.priority > held.rule.priority or (
+                    rule.priority == held.rule.priority and captured_at < held.captured_at):  # fmt: skip
+                best[key] = _Hit(rule, text, message_id, passage_id, device_id, plate, captured_at)
     return list(best.values())
+
+
+def _attach_detection_ids(hits: list[_Hit]) -> None:
+    """The detection row of each hit (only hits: a few reads in a batch), bounded to their capture times."""
+    if not hits:
+        return
+    found = dict(Detection.objects.filter(message_id__in=[h.message_id for h in hits],
+                                          captured_at__in=[h.captured_at for h in hits])
+                 .values_list("message_id", "id"))  # fmt: skip
+    for h in hits:
+        h.detection_id = found.get(UUID(h.message_id))
+
+
+_site_cache: dict[str, tuple[float, str]] = {}
+SITE_CACHE_S = 60.0
+
+
+def _sites(device_ids: set[str]) -> dict[str, str]:
+    """Each device's site (watchlist entries may be scoped to one), cached for a minute."""
+    now = time.monotonic()
+    missing = [d for d in device_ids if now - _site_cache.get(d, (float("-inf"), ""))[0] > SITE_CACHE_S]
+    if missing:
+        for device_id, site in Device.objects.filter(id__in=missing).values_list("id", "site"):
+            _site_cache[device_id] = (now, site)
+    return {d: _site_cache.get(d, (0.0, ""))[1] for d in device_ids}
 
 
 def _candidate_plates(candidates) -> list[str]:

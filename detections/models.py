@@ -44,8 +44,19 @@ class Passage(models.Model):
 
 
 class Detection(models.Model):
-    message_id = models.UUIDField(unique=True)
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="detections")
+    """One plate read. On PostgreSQL the table is partitioned by `captured_at` (detections/partitions.py).
+
+    Written only by the ingest pipeline, in bulk. The message ledger
+    (`transport.Message`) is what keeps a `message_id` unique, so this table
+    carries no unique constraint of its own, and its references to devices,
+    passages and images are not database constraints: the pipeline writes
+    them from rows it has just read or written, and a constraint check per
+    row would cost more than the rest of the insert.
+    """
+
+    message_id = models.UUIDField()
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="detections", db_constraint=False,
+                               db_index=False)  # fmt: skip
     plate = models.CharField(max_length=32, help_text="As the camera sent it.")
     plate_normalized = models.CharField(max_length=32, help_text="Upper case, no spaces or separators.")
     confidence = models.FloatField()
@@ -56,7 +67,8 @@ class Detection(models.Model):
     direction = models.CharField(max_length=16, blank=True)
     speed_kph = models.FloatField(null=True, blank=True)
     lane = models.FloatField(null=True, blank=True)
-    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="detections")
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="detections",
+                              db_constraint=False, db_index=False)  # fmt: skip
     captured_at = models.DateTimeField()
     received_at = models.DateTimeField()
     received_via = models.CharField(max_length=16, choices=TRANSPORTS)
@@ -64,14 +76,19 @@ class Detection(models.Model):
     latency_ms = models.FloatField(null=True)
     extra = models.JSONField(default=dict, blank=True, help_text="Payload fields the server does not map, kept.")
     search_text = models.TextField(default="", blank=True, help_text="Folded plate and candidates (detections.plates.search_text).")
-    passage = models.ForeignKey(Passage, null=True, blank=True, on_delete=models.SET_NULL, related_name="reads")
+    passage = models.ForeignKey(Passage, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="reads",
+                                db_constraint=False)  # fmt: skip
 
     class Meta:
         ordering = ["-captured_at", "-id"]
         indexes = [
-            models.Index(fields=["plate_normalized", "-captured_at"]),
+            # Pattern operators: exact plates and prefixes (LIKE 'AB1%') alike, whatever the database's collation.
+            models.Index(fields=["plate_normalized", "-captured_at"], name="detections__plate_n_d25b7e_idx",
+                         opclasses=["varchar_pattern_ops", "timestamptz_ops"]),
             models.Index(fields=["device", "-captured_at"]),
             models.Index(fields=["-captured_at"]),
+            # Only reads that carry an image: image retention clears their link (SET_NULL) through it.
+            models.Index(fields=["image"], name="detections_with_image", condition=models.Q(image__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -22,8 +22,10 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 
+from lpr_server import bulk
+
 from .models import Passage
-from .plates import fold, near
+from .plates import fold_normalized, near
 
 
 @dataclass(slots=True)
@@ -32,7 +34,12 @@ class Read:
     plate_normalized: str
     confidence: float
     captured_at: datetime
-    message_id: UUID
+    message_id: UUID | str
+    folded: str = ""  # fold(plate_normalized), filled in by `assign` when the caller has not
+
+    def __post_init__(self) -> None:
+        if not self.folded:
+            self.folded = fold_normalized(self.plate_normalized)
 
 
 @dataclass(slots=True)
@@ -54,56 +61,67 @@ class _Open:
         return self.first_at - window <= read.captured_at <= self.last_at + window
 
     def add(self, index: int, read: Read) -> None:
+        at = read.captured_at
         self.reads.append(index)
         self.added += 1
-        self.first_at, self.last_at = min(self.first_at, read.captured_at), max(self.last_at, read.captured_at)
-        self.first_added = min(self.first_added or read.captured_at, read.captured_at)
-        self.last_added = max(self.last_added or read.captured_at, read.captured_at)
+        if at < self.first_at:
+            self.first_at = at
+        elif at > self.last_at:
+            self.last_at = at
+        if self.first_added is None:
+            self.first_added = self.last_added = at
+        elif at < self.first_added:
+            self.first_added = at
+        elif at > self.last_added:
+            self.last_added = at
         if self.best is None or read.confidence > self.best.confidence:
             self.best = read
 
 
 class _Index:
-    """Open passages by device and plate keys, so a read is compared only with passages it may belong to.
+    """Open passages by device and plate, so a read is compared only with passages it may belong to.
 
-    For one edit (the default) the keys are exact: a read finds precisely the
-    passages within one edit (same text, one character substituted at the same
-    place, one deleted or inserted). For more edits, deletion neighbourhoods
-    find a superset, checked with `near`.
+    A read first looks for passages with its very folded plate (a car read
+    again: the common case). Only when none is in time does it look for one
+    within the edit distance, through deletion neighbourhoods: two words
+    within k edits share a word made by deleting at most k characters from
+    each, so passages are filed under those and a read finds a small superset,
+    checked with `near`.
     """
 
-    def __init__(self, max_distance: int):
-        self.max_distance = max_distance
-        self.exact = max_distance == 1
+    def __init__(self, max_distance: int, window: timedelta):
+        self.max_distance, self.window = max_distance, window
         self.all: list[_Open] = []
-        self._by_key: dict[tuple, list[_Open]] = {}
+        self._same: dict[tuple[str, str], list[_Open]] = {}
+        self._by_device: dict[str, dict[str, list[_Open]]] = {}
 
     def add(self, p: _Open) -> _Open:
         self.all.append(p)
-        keys = _stored_keys(p.folded) if self.exact else deletions(p.folded, self.max_distance)
-        for key in keys:
-            self._by_key.setdefault((p.device_id, key), []).append(p)
+        self._same.setdefault((p.device_id, p.folded), []).append(p)
+        if self.max_distance:
+            by_key = self._by_device.setdefault(p.device_id, {})
+            for key in deletions(p.folded, self.max_distance):
+                by_key.setdefault(key, []).append(p)
         return p
 
-    def near(self, device_id: str, folded: str) -> list[_Open]:
-        keys = _probe_keys(folded) if self.exact else deletions(folded, self.max_distance)
+    def find(self, read: Read) -> _Open | None:
+        """The passage `read` belongs to: in time, same plate preferred, then the nearest in time."""
+        fits = [p for p in self._same.get((read.device_id, read.folded), ()) if p.in_time(read, self.window)]
+        if not fits and self.max_distance:
+            fits = [p for p in self._near(read.device_id, read.folded) if p.in_time(read, self.window)]
+        if len(fits) < 2:
+            return fits[0] if fits else None
+        return min(fits, key=lambda p: _gap(p, read.captured_at))
+
+    def _near(self, device_id: str, folded: str) -> list[_Open]:
+        by_key = self._by_device.get(device_id)
+        if not by_key:
+            return []
         found: dict[int, _Open] = {}
-        for key in keys:
-            for p in self._by_key.get((device_id, key), ()):
+        for key in deletions(folded, self.max_distance):
+            for p in by_key.get(key, ()):
                 found[id(p)] = p
-        if self.exact:
-            return list(found.values())
         return [p for p in found.values() if near(folded, p.folded, self.max_distance)]
-
-
-def _stored_keys(word: str) -> set[tuple]:
-    shorter = [word[:i] + word[i + 1 :] for i in range(len(word))]
-    return {("=", word), *(("s", i, w) for i, w in enumerate(shorter)), *(("d", w) for w in shorter)}
-
-
-def _probe_keys(word: str) -> set[tuple]:
-    shorter = [word[:i] + word[i + 1 :] for i in range(len(word))]
-    return {("=", word), ("d", word), *(("s", i, w) for i, w in enumerate(shorter)), *(("=", w) for w in shorter)}
 
 
 def deletions(word: str, k: int) -> set[str]:
@@ -123,26 +141,21 @@ def assign(reads: list[Read]) -> list[int]:
     """The passage id of each read, creating and extending passages as needed."""
     if not reads:
         return []
-    win, max_distance = window(), getattr(settings, "PASSAGE_MAX_DISTANCE", 1)
-    index = _Index(max_distance)
-    for p in _open_passages(reads, win):
+    index = _Index(getattr(settings, "PASSAGE_MAX_DISTANCE", 1), window())
+    for p in _open_passages(reads, index.window):
         index.add(p)
     for i in sorted(range(len(reads)), key=lambda i: reads[i].captured_at):
         read = reads[i]
-        folded = fold(read.plate_normalized)
-        fits = [p for p in index.near(read.device_id, folded) if p.in_time(read, win)]
-        target = min(fits, key=lambda p: _gap(p, read.captured_at)) if fits else None
-        if target is None:
-            target = index.add(_Open(None, read.device_id, folded, read.captured_at, read.captured_at))
+        target = index.find(read) or index.add(_Open(None, read.device_id, read.folded, read.captured_at, read.captured_at))
         target.add(i, read)
     touched = [p for p in index.all if p.added]
     new, extended = [p for p in touched if p.id is None], [p for p in touched if p.id is not None]
-    _create(new)
+    _create(new)  # gives the new passages their ids
     _extend(extended)
     ids = [0] * len(reads)
     for p in touched:
-        for index in p.reads:
-            ids[index] = p.id
+        for i in p.reads:
+            ids[i] = p.id
     return ids
 
 
@@ -151,58 +164,63 @@ def _gap(p: _Open, at: datetime) -> float:
 
 
 def _open_passages(reads: list[Read], win: timedelta) -> list[_Open]:
-    if connection.vendor == "postgresql":
-        return _open_passages_near(reads, win)
-    span: dict[str, tuple[datetime, datetime]] = {}
+    """Stored passages a read of the batch may join: of its device, near it in time and (on PostgreSQL)
+    within the edit distance of one of the batch's plates for that device (one indexed query)."""
+    span: dict[str, list] = {}
     for r in reads:
-        low, high = span.get(r.device_id, (r.captured_at, r.captured_at))
-        span[r.device_id] = (min(low, r.captured_at), max(high, r.captured_at))
+        low, high, words = span.setdefault(r.device_id, [r.captured_at, r.captured_at, set()])
+        span[r.device_id][:2] = min(low, r.captured_at), max(high, r.captured_at)
+        words.add(r.folded)
+    if connection.vendor == "postgresql":
+        return _open_passages_near(span, win)
     where = Q()
-    for device_id, (low, high) in span.items():
+    for device_id, (low, high, _) in span.items():
         where |= Q(device_id=device_id, last_at__gte=low - win, first_at__lte=high + win)
     rows = Passage.objects.filter(where).values_list("id", "device_id", "plate_folded", "first_at", "last_at")
     return [_Open(*row) for row in rows]
 
 
-def _open_passages_near(reads: list[Read], win: timedelta) -> list[_Open]:
-    """Only the passages some read of the batch may join: near it in time and within the edit distance.
-
-    A passage gains a read only if some read is near it on both counts, so this
-    loads exactly the candidates; the database compares plates (fuzzystrmatch,
-    in C) instead of this process loading and indexing every open passage of a
-    busy camera on every batch.
-    """
+def _open_passages_near(span: dict[str, list], win: timedelta) -> list[_Open]:
+    # A busy camera has many passages open at once; comparing plates here (fuzzystrmatch, in C) sends back
+    # only the few a read may join. Folded plates hold no spaces, so each device's plates travel as one string.
     k = getattr(settings, "PASSAGE_MAX_DISTANCE", 1)
     table = connection.ops.quote_name(Passage._meta.db_table)
     sql = (
-        f"SELECT DISTINCT p.id, p.device_id, p.plate_folded, p.first_at, p.last_at FROM {table} p "
-        "JOIN unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[]) AS r(device_id, low, high, folded) "
+        f"SELECT p.id, p.device_id, p.plate_folded, p.first_at, p.last_at FROM {table} p "
+        "JOIN unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[]) AS r(device_id, low, high, words) "
         "ON p.device_id = r.device_id AND p.last_at >= r.low AND p.first_at <= r.high "
-        "AND levenshtein_less_equal(p.plate_folded, r.folded, %s) <= %s"
+        "AND EXISTS (SELECT 1 FROM unnest(string_to_array(r.words, ' ')) w "
+        "WHERE levenshtein_less_equal(p.plate_folded, w, %s) <= %s)"
     )
-    params = [
-        [r.device_id for r in reads], [r.captured_at - win for r in reads], [r.captured_at + win for r in reads],
-        [fold(r.plate_normalized) for r in reads], k, k,
-    ]  # fmt: skip
-    with connection.cursor() as cursor:
+    devices = list(span)
+    params = [devices, [span[d][0] - win for d in devices], [span[d][1] + win for d in devices],
+              [" ".join(span[d][2]) for d in devices], k, k]  # fmt: skip
+    with bulk.server_cursor() as cursor:  # parameters bound by the server, the statement prepared once reused
         cursor.execute(sql, params)
         return [_Open(*row) for row in cursor.fetchall()]
+
+
+PASSAGE_FIELDS = ["device", "plate_normalized", "plate_folded", "best_message_id", "best_confidence",
+                  "first_at", "last_at", "read_count"]  # fmt: skip
 
 
 def _create(new: list[_Open]) -> None:
     if not new:
         return
-    objs = [
-        Passage(
-            device_id=p.device_id, plate_normalized=p.best.plate_normalized, plate_folded=fold(p.best.plate_normalized),
-            best_message_id=p.best.message_id, best_confidence=p.best.confidence,
-            first_at=p.first_at, last_at=p.last_at, read_count=p.added,
-        )
-        for p in new
-    ]  # fmt: skip
-    Passage.objects.bulk_create(objs)  # PostgreSQL and SQLite >= 3.35 both return the new ids
-    for p, obj in zip(new, objs):
-        p.id = obj.id
+    if connection.vendor != "postgresql":
+        objs = [Passage(**dict(zip(PASSAGE_FIELDS, _row(p)))) for p in new]
+        Passage.objects.bulk_create(objs)  # SQLite >= 3.35 returns the new ids
+        for p, obj in zip(new, objs):
+            p.id = obj.id
+        return
+    for p, passage_id in zip(new, bulk.insert_with_ids(Passage, PASSAGE_FIELDS, [_row(p) for p in new])):
+        p.id = passage_id
+
+
+def _row(p: _Open) -> tuple:
+    best = p.best
+    return (p.device_id, best.plate_normalized, best.folded, best.message_id, best.confidence, p.first_at, p.last_at,
+            p.added)  # fmt: skip
 
 
 def _extend(extended: list[_Open]) -> None:
@@ -213,7 +231,7 @@ def _extend(extended: list[_Open]) -> None:
         [p.id for p in extended], [p.added for p in extended], [_dt(p.first_added) for p in extended],
         [_dt(p.last_added) for p in extended], [_uuid(p.best.message_id) for p in extended],
         [p.best.confidence for p in extended], [p.best.plate_normalized for p in extended],
-        [fold(p.best.plate_normalized) for p in extended],
+        [p.best.folded for p in extended],
     ]  # fmt: skip
     table = connection.ops.quote_name(Passage._meta.db_table)
     if connection.vendor == "postgresql":
@@ -243,5 +261,7 @@ def _dt(value: datetime):
     return value if connection.vendor == "postgresql" else connection.ops.adapt_datetimefield_value(value)
 
 
-def _uuid(value: UUID):
-    return value if connection.vendor == "postgresql" else value.hex
+def _uuid(value: UUID | str):
+    if connection.vendor == "postgresql":
+        return value
+    return (value if isinstance(value, UUID) else UUID(value)).hex

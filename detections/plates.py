@@ -9,6 +9,7 @@ text by edit distance.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable
 
 _SEPARATORS = re.compile(r"[\s\-_.·•:/]+")
@@ -23,6 +24,7 @@ _FOLD_TABLE = str.maketrans(FOLD_FROM, FOLD_TO)
 MAX_DISTANCE = 2
 
 
+@lru_cache(maxsize=16384)  # a car is read several times in a row: most plates were just normalised
 def normalize(plate: str) -> str:
     """Upper case, with spaces, dashes and other separators removed: 'ab-123 cd' -> 'AB123CD'."""
     return _SEPARATORS.sub("", plate).upper()
@@ -30,7 +32,12 @@ def normalize(plate: str) -> str:
 
 def fold(plate: str) -> str:
     """The normalised plate with OCR-confusable characters merged: 'DB-5O1' -> '08501'."""
-    return normalize(plate).translate(_FOLD_TABLE)
+    return fold_normalized(normalize(plate))
+
+
+def fold_normalized(plate_normalized: str) -> str:
+    """`fold` of a plate already normalised."""
+    return plate_normalized.translate(_FOLD_TABLE)
 
 
 def search_text(plate: str, candidates: Iterable[str] = ()) -> str:
@@ -104,6 +111,12 @@ def wildcard_to_like(pattern: str) -> str:
     text = normalize(pattern.replace("*", "\x00").replace("?", "\x01"))
     text = text.replace("\\", "\\\\").replace("%", "\\%")
     return text.replace("\x00", "%").replace("\x01", "_")
+
+
+def fold_like(like_pattern: str) -> str:
+    """A LIKE pattern over normalised plates, folded: it matches the folded text of every plate the
+    original matches (wildcards and escapes are left as they are)."""
+    return like_pattern.translate(_FOLD_TABLE)
 
 
 def literal_count(pattern: str) -> int:

@@ -3,7 +3,8 @@
 Plate matching (`Query.match`):
 - exact: the normalised plate equals the query's.
 - prefix, wildcard (`*` any run, `?` one character): LIKE on the normalised
-  plate, answered on PostgreSQL by the pg_trgm GIN index.
+  plate, narrowed on PostgreSQL by the pg_trgm GIN index on `search_text`
+  (which starts with the folded plate).
 - fuzzy: the read's plate or one of its candidates is, after folding
   OCR-confusable characters, within 1 or 2 edits of the query's. PostgreSQL
   narrows with the trigram index (`<<%`, with a threshold low enough that no
@@ -98,7 +99,13 @@ def _match_plate(qs: QuerySet[Detection], q: Query) -> QuerySet[Detection]:
         if plates.literal_count(q.plate) < MIN_PATTERN_CHARS:
             raise InvalidSearch("plate", f"Name at least {MIN_PATTERN_CHARS} characters; this pattern would match everything.")
         pattern = plates.wildcard_to_like(q.plate) + ("%" if q.match == "prefix" else "")
-        return qs.filter(_sql(f"{_column('plate_normalized')} LIKE %s ESCAPE '\\'", [pattern]))
+        # search_text starts with the folded plate, so the folded pattern (open at the end) matches every read
+        # the pattern does: the trigram index on search_text narrows, the plate itself decides.
+        narrow = plates.fold_like(pattern).removesuffix("%") + "%"
+        return qs.filter(
+            _sql(f"{_column('search_text')} LIKE %s ESCAPE '\\'", [narrow]),
+            _sql(f"{_column('plate_normalized')} LIKE %s ESCAPE '\\'", [pattern]),
+        )
     if q.match == "fuzzy":
         return _fuzzy(qs, q)
     raise InvalidSearch("match", f"match must be one of {', '.join(MATCHES)}.")
@@ -132,7 +139,7 @@ def _fuzzy(qs: QuerySet[Detection], q: Query) -> QuerySet[Detection]:
         ids = list(narrowed.order_by().values_list("id", flat=True)[: FUZZY_MAX_MATCHES + 1])
     if len(ids) > FUZZY_MAX_MATCHES:
         raise InvalidSearch("plate", f"More than {FUZZY_MAX_MATCHES} reads match; narrow the search (time, device).")
-    return Detection.objects.filter(id__in=ids)
+    return qs.filter(id__in=ids)  # qs keeps the time bounds, so only their partitions are read
 
 
 def similarity_floor(folded: str, k: int) -> float:

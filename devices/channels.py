@@ -63,12 +63,17 @@ def announce(event: str, *args: Any, **fields: Any) -> None:
 
 def live_transports(device_id: str) -> list[str]:
     """The real-time transports the device holds a connection on, WebSocket first."""
+    return live_transports_of([device_id])[device_id]
+
+
+def live_transports_of(device_ids: list[str]) -> dict[str, list[str]]:
+    """`live_transports` for many devices, in one presence lookup."""
     try:
-        held = presence.transports_of(device_id)
+        held = presence.transports_of_many(device_ids)
     except Exception as exc:  # Redis down: act as if no socket were open; MQTT and REST still work
-        log.warning("presence lookup for %s failed: %s", device_id, exc)
-        return []
-    return [t for t in LIVE_TRANSPORTS if t in held]
+        log.warning("presence lookup for %d device(s) failed: %s", len(device_ids), exc)
+        return {d: [] for d in device_ids}
+    return {d: [t for t in LIVE_TRANSPORTS if t in held[d]] for d in device_ids}
 
 
 def routes(device: Device, kind: str) -> list[Route]:

@@ -61,10 +61,12 @@ def evaluate(now: datetime | None = None) -> list[PresenceChange]:
     """
     now = now or timezone.now()
     changed: list[tuple[Device, Presence]] = []
-    for device in Device.objects.filter(active=True).only(
+    devices = list(Device.objects.filter(active=True).only(
         "id", "online", "last_seen_at", "last_transport", "mqtt_status", "mqtt_status_at"
-    ):
-        presence = presence_of(device, channels.live_transports(device.id), now)
+    ))  # fmt: skip
+    live = channels.live_transports_of([d.id for d in devices])
+    for device in devices:
+        presence = presence_of(device, live[device.id], now)
         if presence.online != device.online:
             changed.append((device, presence))
     if not changed:

@@ -59,6 +59,9 @@ class _MemoryRoster:
         with self._lock:
             return list(self._live(key))
 
+    def members_many(self, keys: list[str]) -> list[list[str]]:
+        return [self.members(key) for key in keys]
+
     def _live(self, key: str) -> dict[str, float]:
         now = time.time()
         members = self._entries.setdefault(key, {})
@@ -77,9 +80,9 @@ class _MemoryRoster:
 
 
 def _degrades(fallback):
-    """With Redis away, a roster call logs (now and then) and answers `fallback` (nobody there) instead of raising:
-    presence only steers pushes and video, and a camera must still connect and send while Redis is down. Entries
-    come back with the next refresh (every ping tick) once Redis answers."""
+    """With Redis away, a roster call logs (now and then) and answers `fallback` (nobody there: a value, or a
+    function of the call's arguments) instead of raising. Presence only steers pushes and video; a camera must
+    still connect and send while Redis is down. Entries come back with the next refresh (every ping tick)."""
     import redis
 
     def warn(exc: Exception) -> None:
@@ -97,7 +100,7 @@ def _degrades(fallback):
                     return await method(*args, **kwargs)
                 except (redis.RedisError, OSError) as exc:
                     warn(exc)
-                    return fallback
+                    return fallback(*args, **kwargs) if callable(fallback) else fallback
 
             return async_call
 
@@ -107,7 +110,7 @@ def _degrades(fallback):
                 return method(*args, **kwargs)
             except (redis.RedisError, OSError) as exc:
                 warn(exc)
-                return fallback
+                return fallback(*args, **kwargs) if callable(fallback) else fallback
 
         return call
 
@@ -167,9 +170,16 @@ class _RedisRoster:
         self._leave(pipe, key, member)
         return pipe.execute()[2]
 
-    @_degrades([])
+    @_degrades(lambda *_: [])
     def members(self, key: str) -> list[str]:
         return [m.decode() for m in self._client().zrangebyscore(key, time.time(), "+inf")]
+
+    @_degrades(lambda self, keys: [[] for _ in keys])
+    def members_many(self, keys: list[str]) -> list[list[str]]:
+        pipe, now = self._client().pipeline(transaction=False), time.time()
+        for key in keys:
+            pipe.zrangebyscore(key, now, "+inf")
+        return [[m.decode() for m in found] for found in pipe.execute()]
 
     @_degrades(0)
     async def ajoin(self, key: str, member: str, ttl: float) -> int:
@@ -183,7 +193,7 @@ class _RedisRoster:
         self._leave(pipe, key, member)
         return (await pipe.execute())[2]
 
-    @_degrades([])
+    @_degrades(lambda *_: [])
     async def amembers(self, key: str) -> list[str]:
         return [m.decode() for m in await self._aclient().zrangebyscore(key, time.time(), "+inf")]
 
@@ -231,6 +241,12 @@ async def aconnections_of(device_id: str) -> list[tuple[str, str]]:
 
 def transports_of(device_id: str) -> set[str]:
     return {transport for transport, _ in connections_of(device_id)}
+
+
+def transports_of_many(device_ids: list[str]) -> dict[str, set[str]]:
+    """`transports_of` for many devices in one round trip (the watch loop asks for the whole fleet each pass)."""
+    found = roster().members_many([_connections_key(d) for d in device_ids])
+    return {d: {m.split("|", 1)[0] for m in members} for d, members in zip(device_ids, found)}
 
 
 def is_connected(device_id: str) -> bool:

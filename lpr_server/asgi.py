@@ -2,6 +2,7 @@
 
     /socket.io/    Socket.IO (python-socketio), namespace /device
     /ws/...        Channels consumers (transport/ws/routing.py)
+    device API     Django without middleware (lpr_server/http.py)
     anything else  Django
 """
 
@@ -14,12 +15,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lpr_server.settings")
 django_http = get_asgi_application()  # must run before anything imports models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from lpr_server.http import DeviceAPIHandler, SyncThreads, router  # noqa: E402
 from transport import live  # noqa: E402
 from transport.socketio.server import mount  # noqa: E402
 from transport.ws.routing import websocket_urlpatterns  # noqa: E402
 
-_app = mount(ProtocolTypeRouter({"http": django_http, "websocket": URLRouter(websocket_urlpatterns)}))
+http = router(django_http, DeviceAPIHandler(), SyncThreads(settings.HTTP_SYNC_THREADS))
+_app = mount(ProtocolTypeRouter({"http": http, "websocket": URLRouter(websocket_urlpatterns)}))
 
 
 async def application(scope, receive, send):

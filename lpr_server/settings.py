@@ -46,13 +46,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last on purpose: WhiteNoise is synchronous only, and Django runs every middleware outside the innermost
+    # synchronous one synchronously too, on the request's thread, instead of two thread hops per middleware.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
 ]
 
 ROOT_URLCONF = "lpr_server.urls"
@@ -129,6 +131,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.float("CELERY_VISIB
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     "detections-purge-expired": {"task": "detections.purge_expired", "schedule": 24 * 3600.0},
+    "detections-ensure-partitions": {"task": "detections.ensure_partitions", "schedule": 3600.0},
     "detections-rollup-recent": {"task": "detections.rollup_recent", "schedule": env.float("ROLLUP_INTERVAL_S", default=300.0)},
 }
 # --- alerts: webhook and e-mail deliveries (retried with exponential backoff) ---------
@@ -149,6 +152,8 @@ PASSAGE_MAX_DISTANCE = env.int("PASSAGE_MAX_DISTANCE", default=1)  # edits betwe
 RETENTION_DETECTIONS_DAYS = env.int("RETENTION_DETECTIONS_DAYS", default=90)
 RETENTION_IMAGES_DAYS = env.int("RETENTION_IMAGES_DAYS", default=30)
 RETENTION_HEALTH_DAYS = env.int("RETENTION_HEALTH_DAYS", default=30)
+RETENTION_MESSAGES_DAYS = env.int("RETENTION_MESSAGES_DAYS", default=90)  # the ledger: how long a resend is "duplicate"
+RETENTION_REJECTED_DAYS = env.int("RETENTION_REJECTED_DAYS", default=30)
 
 # --- MQTT ----------------------------------------------------------------------
 # Unset: the run command starts an embedded broker on MQTT_EMBEDDED_PORT.
@@ -176,7 +181,8 @@ DEVICE_TOKEN_SECRET = env("DEVICE_TOKEN_SECRET", default=SECRET_KEY)
 # WebSocket / Socket.IO: the server pings every INTERVAL; a connection silent for TIMEOUT is closed.
 REALTIME_PING_INTERVAL_S = env.float("REALTIME_PING_INTERVAL_S", default=20.0)
 REALTIME_SILENT_TIMEOUT_S = env.float("REALTIME_SILENT_TIMEOUT_S", default=60.0)
-REALTIME_DB_WRITERS = env.int("REALTIME_DB_WRITERS", default=4)  # threads committing WebSocket/Socket.IO batches
+REALTIME_DB_WRITERS = env.int("REALTIME_DB_WRITERS", default=4)
+HTTP_SYNC_THREADS = env.int("HTTP_SYNC_THREADS", default=8)  # threads running requests' synchronous code  # threads committing WebSocket/Socket.IO batches
 VIDEO_MAX_FPS = env.float("VIDEO_MAX_FPS", default=10.0)
 # An operator's /ws/dashboard/ that answers no frame for this long (while events wait for it) is closed.
 DASHBOARD_STALL_TIMEOUT_S = env.float("DASHBOARD_STALL_TIMEOUT_S", default=30.0)
@@ -208,6 +214,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# bench/run only: serve the bare view its figures are compared with (bench/urls.py). Never on in production.
+BENCH_VIEWS = env.bool("LPR_BENCH_VIEWS", default=False)
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -35,3 +36,6 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.prometheus, name="metrics"),
 ]
+
+if settings.BENCH_VIEWS:
+    urlpatterns.append(path("bench/", include("bench.urls")))

@@ -99,3 +99,8 @@ ensure_node_modules() {
 ensure_chromium() {
   [ -x /usr/bin/chromium ] || apt_install chromium
 }
+
+# Debian's nginx, which the scale-out test runs in front of the server processes (docs/deploy/nginx/).
+ensure_nginx() {
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
+}

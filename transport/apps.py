@@ -6,15 +6,14 @@ class TransportConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import announce, live, metrics
-        from .ws import batcher
+        from . import announce, batching, live, metrics
 
         announce.consumers.append(live.on_stored)  # committed detections/health/answers → dashboards
         from detections import alert_intake
 
         announce.consumers.append(alert_intake.on_stored)  # committed detections → watchlist matching, in batches
         announce.consumers.append(metrics.on_stored)  # latencies for /metrics
-        metrics.track_depth("realtime_batcher", batcher.backlog)
+        metrics.track_depth("realtime_batcher", batching.backlog)
         metrics.track_depth("alert_intake", alert_intake.batcher.depth)
         _register_device_channels(live)
 

@@ -60,7 +60,7 @@ class WireEnvelope(msgspec.Struct):
     protocol: Transport
     edge_device_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     data_type: DataType
-    payload: Union[dict[str, Any], str]
+    payload: msgspec.Raw  # decoded once its data type (and any compression or encryption) is known
     metadata: Union[Metadata, None] = None
     sequence: Union[Int64, None] = None
 
@@ -77,7 +77,7 @@ class BBox(msgspec.Struct):
     h: NonNegative
 
 
-class DetectionPayload(msgspec.Struct):
+class DetectionPayload(msgspec.Struct, forbid_unknown_fields=True):
     plate: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
     confidence: UnitFloat
     region: Union[Annotated[str, msgspec.Meta(max_length=32)], None] = None
@@ -97,7 +97,7 @@ class NetworkHealth(msgspec.Struct):
     uptime_percent: Union[Percent, None] = None
 
 
-class HealthPayload(msgspec.Struct):
+class HealthPayload(msgspec.Struct, forbid_unknown_fields=True):
     cpu_percent: Union[Percent, None] = None
     memory_percent: Union[Percent, None] = None
     temperature_c: Union[float, None] = None
@@ -109,12 +109,12 @@ class HealthPayload(msgspec.Struct):
     network: Union[NetworkHealth, None] = None
 
 
-class ConfigPayload(msgspec.Struct):
+class ConfigPayload(msgspec.Struct, forbid_unknown_fields=True):
     version: Int32
     values: dict[str, Any]
 
 
-class ControlPayload(msgspec.Struct):
+class ControlPayload(msgspec.Struct, forbid_unknown_fields=True):
     command_id: UUID
     status: Literal["received", "done", "failed"]
     result: Union[dict[str, Any], None] = None
@@ -128,6 +128,10 @@ PAYLOAD_TYPES: dict[str, type[msgspec.Struct]] = {
     "control": ControlPayload,
 }
 KNOWN_FIELDS = {name: frozenset(t.__struct_fields__) for name, t in PAYLOAD_TYPES.items()}
+# A payload with only known fields decodes straight from its bytes in one pass (the usual case); one with fields
+# the server does not know (kept in `extra`) takes the slower way through a dict. Nested objects (bbox, network,
+# candidates) ignore unknown fields, as they always have.
+_payload_decoders = {name: msgspec.json.Decoder(t) for name, t in PAYLOAD_TYPES.items()}
 
 
 @dataclass(slots=True)
@@ -142,6 +146,11 @@ class Envelope:
     payload: Any
     extra: dict[str, Any]
     sequence: int | None
+    id_text: str = ""  # str(message_id), made once: acks, events and alert intake all need it
+
+    def __post_init__(self) -> None:
+        if not self.id_text:
+            self.id_text = str(self.message_id)
 
 
 # --- decoding -------------------------------------------------------------------
@@ -157,14 +166,16 @@ def parse(
     payload_key: Callable[[], bytes | None] = lambda: None,
     now: datetime | None = None,
 ) -> Envelope:
-    """Turn bytes (or a parsed dict, from a batch) into an `Envelope`, or raise `EnvelopeError`.
+    """Turn bytes (or a parsed dict) into an `Envelope`, or raise `EnvelopeError`.
 
     `payload_key` is only called for Fernet-encrypted payloads, so the
     device's key is decrypted only when a message needs it.
     """
     wire = _decode_wire(raw)
-    payload = _decode_payload(wire, payload_key)
-    return _validate(wire, payload, now or datetime.now(timezone.utc))
+    _check_header(wire, now or datetime.now(timezone.utc))
+    typed, extra = _decode_payload(wire, payload_key)
+    return Envelope(wire.message_id, wire.timestamp, wire.protocol, wire.edge_device_id, wire.data_type, typed, extra,
+                    wire.sequence)  # fmt: skip
 
 
 def message_id_of(raw: bytes | str | dict) -> str | None:
@@ -180,21 +191,65 @@ def message_id_of(raw: bytes | str | dict) -> str | None:
 def _decode_wire(raw: bytes | str | dict) -> WireEnvelope:
     try:
         if isinstance(raw, dict):
-            return msgspec.convert(raw, WireEnvelope)
+            raw = encode_json(raw)
         if len(raw) > MAX_BYTES:
             raise EnvelopeError("too_large", f"Envelope is {len(raw)} bytes; the limit is {MAX_BYTES}.")
         return _wire_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise _invalid(exc, raw) from None
-    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
+    except (msgspec.DecodeError, TypeError, RecursionError) as exc:  # RecursionError: nested deeper than the stack
         raise EnvelopeError("invalid", f"Body is not valid JSON: {exc}") from None
 
 
-def _decode_payload(wire: WireEnvelope, payload_key: Callable[[], bytes | None]) -> dict[str, Any]:
-    meta = wire.metadata or Metadata()
-    if not meta.protocol_version.startswith("1."):
+def _check_header(wire: WireEnvelope, now: datetime) -> None:
+    if wire.timestamp.tzinfo is None:
+        raise _error(wire, "invalid", "timestamp must carry a time zone (e.g. a trailing Z).", "timestamp")
+    if wire.timestamp - now > FUTURE_LIMIT:
+        raise _error(wire, "invalid", "timestamp is more than 24 h in the future; check the camera's clock.", "timestamp")
+    meta = wire.metadata
+    if meta is not None and not meta.protocol_version.startswith("1."):
         raise _error(wire, "invalid", f"protocol_version {meta.protocol_version!r} is not supported; send 1.x.", "metadata.protocol_version")
-    payload = wire.payload
+
+
+def _decode_payload(wire: WireEnvelope, payload_key: Callable[[], bytes | None]) -> tuple[Any, dict[str, Any]]:
+    """The typed payload and the payload fields the server does not know."""
+    data = _unwrap(wire, payload_key)
+    if data[:1] != b"{":
+        raise _error(wire, "invalid", "payload must be a JSON object (or a string when compressed or encrypted).", "payload")
+    try:
+        typed, extra = _typed(wire.data_type, data)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc, None, wire, prefix="payload") from None
+    except (msgspec.DecodeError, RecursionError):
+        raise _error(wire, "invalid", "payload is not valid JSON.", "payload") from None
+    # JSON can only carry NUL escaped, so a payload whose bytes lack the escape holds none (the usual case).
+    if b"\\u0000" in data and _holds_nul(_json_decoder.decode(data)):
+        raise _error(wire, "invalid", "Text in the payload may not contain NUL (\\u0000) characters.", "payload")
+    return typed, extra
+
+
+def _typed(data_type: str, data: bytes) -> tuple[Any, dict[str, Any]]:
+    """Decode a payload object of `data_type`: in one pass when it has only known fields, else via a dict."""
+    try:
+        return _payload_decoders[data_type].decode(data), {}
+    except msgspec.ValidationError as exc:
+        if "unknown field" not in str(exc):
+            raise
+    fields = _json_decoder.decode(data)
+    known = KNOWN_FIELDS[data_type]
+    typed = msgspec.convert({k: v for k, v in fields.items() if k in known}, PAYLOAD_TYPES[data_type])
+    return typed, {k: v for k, v in fields.items() if k not in known}
+
+
+def _unwrap(wire: WireEnvelope, payload_key: Callable[[], bytes | None]) -> bytes:
+    """The payload's JSON bytes: as sent, or decrypted and/or decompressed (CONTRACT 1.1)."""
+    meta = wire.metadata or Metadata()
+    data = bytes(wire.payload).strip()
+    if meta.encryption in (False, True) and meta.compression is False:
+        return data
+    if data[:1] != b'"':
+        raise _error(wire, "invalid", "A compressed or encrypted payload must be a string.", "payload")
+    payload: str | bytes = _json_decoder.decode(data)
     if meta.encryption == "fernet":
         payload = _decrypt(wire, payload, payload_key())
     elif meta.encryption not in (False, True):
@@ -203,14 +258,7 @@ def _decode_payload(wire: WireEnvelope, payload_key: Callable[[], bytes | None])
         payload = _gunzip(wire, payload)
     elif meta.compression is not False:
         raise _error(wire, "invalid", "metadata.compression must be false or \"gzip\".", "metadata.compression")
-    if isinstance(payload, (bytes, str)):
-        try:
-            payload = _json_decoder.decode(payload)
-        except (msgspec.DecodeError, RecursionError):
-            raise _error(wire, "invalid", "Decoded payload is not JSON.", "payload") from None
-    if not isinstance(payload, dict):
-        raise _error(wire, "invalid", "payload must be a JSON object (or a string when compressed or encrypted).", "payload")
-    return payload
+    return (payload.encode() if isinstance(payload, str) else payload).strip()
 
 
 def _decrypt(wire: WireEnvelope, payload: Any, key: bytes | None) -> bytes:
@@ -240,31 +288,6 @@ def _gunzip(wire: WireEnvelope, payload: Any) -> bytes:
     if len(out) > MAX_BYTES:
         raise _error(wire, "too_large", f"Decompressed payload exceeds {MAX_BYTES} bytes.", "payload")
     return out
-
-
-def _validate(wire: WireEnvelope, payload: dict[str, Any], now: datetime) -> Envelope:
-    if wire.timestamp.tzinfo is None:
-        raise _error(wire, "invalid", "timestamp must carry a time zone (e.g. a trailing Z).", "timestamp")
-    if wire.timestamp - now > FUTURE_LIMIT:
-        raise _error(wire, "invalid", "timestamp is more than 24 h in the future; check the camera's clock.", "timestamp")
-    try:
-        typed = msgspec.convert(payload, PAYLOAD_TYPES[wire.data_type])
-    except msgspec.ValidationError as exc:
-        raise _invalid(exc, None, wire, prefix="payload") from None
-    if _holds_nul(payload):
-        raise _error(wire, "invalid", "Text in the payload may not contain NUL (\\u0000) characters.", "payload")
-    known = KNOWN_FIELDS[wire.data_type]
-    extra = {k: v for k, v in payload.items() if k not in known}
-    return Envelope(
-        message_id=wire.message_id,
-        timestamp=wire.timestamp,
-        protocol=wire.protocol,
-        device_id=wire.edge_device_id,
-        data_type=wire.data_type,
-        payload=typed,
-        extra=extra,
-        sequence=wire.sequence,
-    )
 
 
 def _holds_nul(value: Any) -> bool:
@@ -300,13 +323,10 @@ def _invalid(exc: msgspec.ValidationError, raw: Any, wire: WireEnvelope | None =
     return EnvelopeError("invalid", text, field, message_id)
 
 
-_control_decoder = msgspec.json.Decoder(ControlPayload)
-
-
 def parse_control(raw: bytes) -> ControlPayload:
     """A bare control payload, as `POST /api/v1/device/commands/<id>/ack/` receives it."""
     try:
-        return _control_decoder.decode(raw)
+        return _typed("control", raw)[0]
     except msgspec.ValidationError as exc:
         raise _invalid(exc, None) from None
     except msgspec.DecodeError as exc:

@@ -1,11 +1,15 @@
 """The one write path for camera data, whatever transport brought it.
 
-    parse and validate (transport.envelope) → throttle → one transaction:
+    (authenticate what came with credentials only) → throttle →
+    parse and validate (transport.envelope) → one transaction:
     ledger insert (ON CONFLICT DO NOTHING decides duplicates) → domain rows in
     bulk → on commit: announce to live dashboards and alert matching.
 
 Adapters call `ingest` (one message) or `ingest_batch` (many, possibly from
-many devices, as the MQTT bridge does) and send back the `Ack`s.
+many devices, as the MQTT bridge does) and send back the `Ack`s. Most
+adapters authenticate their device themselves (a connection does once); a
+REST request hands over its `Credentials` instead, so that the requests
+committed together are also authenticated together, with one query.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from django.utils import timezone
 from devices import credentials
 from devices.models import Device
 
-from . import announce, envelope, metrics, store
+from . import announce, auth, envelope, metrics, store
 from .envelope import Envelope, EnvelopeError
 from .models import RejectedMessage
 from .throttle import limiter
@@ -37,9 +41,10 @@ class Inbound:
     """One message as a transport received it."""
 
     body: bytes | str | dict
-    device: Device
+    device: Device | None  # None: not authenticated yet, by `credentials`
     via: str
     topic_data_type: str | None = None  # MQTT: the data type named by the topic
+    credentials: auth.Credentials | None = None
 
 
 @dataclass(slots=True)
@@ -50,6 +55,7 @@ class Ack:
     detail: str | None = None
     field: str | None = None
     retry_after: int | None = None
+    credentials_refused: bool = False  # the request's credentials were refused (REST answers it as a whole)
 
     def as_dict(self) -> dict[str, Any]:
         """The contract's ack object (WebSocket, Socket.IO, MQTT `down/ack`)."""
@@ -79,16 +85,7 @@ class _Batch:
         item = self.items[index]
         message_id = getattr(exc, "message_id", None) or message_id or envelope.message_id_of(item.body)
         self.acks[index] = Ack(message_id, REJECTED, exc.code, exc.detail, getattr(exc, "field", None))
-        self.rejects.append(
-            RejectedMessage(
-                device=item.device,
-                transport=item.via,
-                error=exc.code,
-                detail=exc.detail[:500],
-                message_id=(message_id or "")[:64],
-                excerpt=_excerpt(item.body),
-            )
-        )
+        self.rejects.append(_rejected(item.via, exc.code, exc.detail, item.body, item.device, message_id))
 
 
 def ingest(body: bytes | str | dict, device: Device, via: str) -> Ack:
@@ -97,6 +94,7 @@ def ingest(body: bytes | str | dict, device: Device, via: str) -> Ack:
 
 def ingest_batch(items: Sequence[Inbound]) -> list[Ack]:
     batch = _Batch(items, timezone.now(), [None] * len(items))
+    _authenticate(batch)
     _throttle(batch)
     pending = _parse(batch)
     if pending:
@@ -107,10 +105,35 @@ def ingest_batch(items: Sequence[Inbound]) -> list[Ack]:
     return acks
 
 
+def _authenticate(batch: _Batch) -> None:
+    """Devices for the items that came with credentials; a refused request is answered and recorded once."""
+    claims = {id(item.credentials): item.credentials for item in batch.items if item.device is None}
+    if not claims:
+        return
+    try:
+        found = dict(zip(claims, auth.authenticate_all(list(claims.values()))))
+    except (OperationalError, InterfaceError):
+        found = {}  # storage is down: _store answers `unavailable`, after nothing else
+    recorded: set[int] = set()
+    for i, item in enumerate(batch.items):
+        result = found.get(id(item.credentials))
+        if isinstance(result, Device):
+            item.device = result
+        elif isinstance(result, auth.AuthError):
+            batch.acks[i] = Ack(envelope.message_id_of(item.body), REJECTED, result.code, result.detail,
+                                credentials_refused=True)  # fmt: skip
+            if id(item.credentials) not in recorded:  # one record per refused request, quoting what it sent
+                recorded.add(id(item.credentials))
+                batch.rejects.append(_rejected(item.via, result.code, result.detail, item.credentials.body))
+        elif item.device is None:
+            batch.acks[i] = _unavailable(envelope.message_id_of(item.body))
+
+
 def _throttle(batch: _Batch) -> None:
     per_device: dict[str, list[int]] = {}
     for i, item in enumerate(batch.items):
-        per_device.setdefault(item.device.id, []).append(i)
+        if batch.acks[i] is None:
+            per_device.setdefault(item.device.id, []).append(i)
     for indexes in per_device.values():
         device = batch.items[indexes[0]].device
         if batch.items[indexes[0]].via == "rest":  # one request: refused whole, with one 429
@@ -150,14 +173,14 @@ def _check_claims(env: Envelope, item: Inbound) -> None:
             "forbidden",
             f"edge_device_id {env.device_id!r} is not the authenticated device {item.device.id!r}.",
             "edge_device_id",
-            str(env.message_id),
+            env.id_text,
         )
     if item.topic_data_type and item.topic_data_type != env.data_type:
         raise EnvelopeError(
             "invalid",
             f"The topic says {item.topic_data_type!r} but data_type is {env.data_type!r}.",
             "data_type",
-            str(env.message_id),
+            env.id_text,
         )
 
 
@@ -169,27 +192,34 @@ def _store(batch: _Batch, pending: list[_Pending]) -> None:
     except (OperationalError, InterfaceError) as exc:
         log.warning("storage unavailable, %d message(s) not stored: %s", len(pending), exc)
         for p in pending:
-            batch.acks[p.index] = Ack(
-                str(p.envelope.message_id), UNAVAILABLE, "unavailable", "Storage is unavailable; resend later.",
-                retry_after=UNAVAILABLE_RETRY_S,
-            )
+            batch.acks[p.index] = _unavailable(p.envelope.id_text)
         return
     for n, p in enumerate(pending):
         refusal = outcome.refused.get(n)
         if refusal:
-            batch.reject(p.index, refusal, str(p.envelope.message_id))
+            batch.reject(p.index, refusal, p.envelope.id_text)
         else:
             status = ACCEPTED if n in outcome.inserted else DUPLICATE
-            batch.acks[p.index] = Ack(str(p.envelope.message_id), status)
+            batch.acks[p.index] = Ack(p.envelope.id_text, status)
+
+
+def _unavailable(message_id: str | None) -> Ack:
+    return Ack(message_id, UNAVAILABLE, "unavailable", "Storage is unavailable; resend later.",
+               retry_after=UNAVAILABLE_RETRY_S)  # fmt: skip
 
 
 def record_refusal(via: str, code: str, detail: str, body: bytes | str = b"", device: Device | None = None) -> None:
     """Record input refused before it reached the pipeline (bad credentials, oversize body)."""
-    _record_rejects(
-        [RejectedMessage(device=device, transport=via, error=code, detail=detail[:500],
-                         message_id=(envelope.message_id_of(body) or "") if body else "", excerpt=_excerpt(body))]
-    )  # fmt: skip
+    _record_rejects([_rejected(via, code, detail, body, device)])
     metrics.count_refusal(via)
+
+
+def _rejected(via: str, code: str, detail: str, body: bytes | str | dict, device: Device | None = None,
+              message_id: str | None = None) -> RejectedMessage:  # fmt: skip
+    if message_id is None and body:
+        message_id = envelope.message_id_of(body)
+    return RejectedMessage(device=device, transport=via, error=code, detail=detail[:500],
+                           message_id=(message_id or "")[:64], excerpt=_excerpt(body))  # fmt: skip
 
 
 def _record_rejects(rejects: list[RejectedMessage]) -> None:

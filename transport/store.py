@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from uuid import UUID
 
 import msgspec
-from django.db.models import Q
 
 from detections import passages
 from detections.models import Detection, Image
@@ -22,7 +20,7 @@ from devices import configuration
 from devices.commands import Answer, apply_answers
 from devices.models import Command, Device, HealthLog, ReportedConfig
 
-from . import bulk
+from lpr_server import bulk
 from .envelope import Envelope
 from .models import Message
 
@@ -46,6 +44,7 @@ class Stored:
     envelope: Envelope
     received_at: datetime
     latency_ms: float | None
+    passage_id: int | None = None  # detections: the passage the read joined
 
 
 @dataclass(slots=True)
@@ -55,32 +54,32 @@ class Outcome:
     stored: list[Stored] = field(default_factory=list)
 
 
+LEDGER_FIELDS = ["message_id", "device", "data_type", "received_via", "protocol", "sequence", "sent_at", "received_at",
+                 "latency_ms"]  # fmt: skip
+
+
 def write(items: list[Item], received_at: datetime) -> Outcome:
     outcome = Outcome()
     _check_references(items, outcome)
     candidates = _first_of_each_id(items, outcome)
-    new_ids = set(
-        bulk.insert(
-            Message,
-            ["message_id", "device", "data_type", "received_via", "protocol", "sequence", "sent_at", "received_at", "latency_ms"],
-            [
-                (e.message_id, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, _latency(e, received_at))
-                for d, via, e in (items[i] for i in candidates)
-            ],
-            skip_conflicts_on="message_id",
-            returning="message_id",
-        )
-    )
-    fresh = [i for i in candidates if items[i][2].message_id in new_ids]
+    latency = {i: _latency(items[i][2], received_at) for i in candidates}
+    ledger_rows = [
+        (e.message_id, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, latency[i])
+        for i in candidates
+        for d, via, e in (items[i],)
+    ]
+    new_ids = set(bulk.insert_new(Message, LEDGER_FIELDS, ledger_rows, key="message_id"))
+    fresh = [i for i in candidates if items[i][2].id_text in new_ids]
     outcome.inserted.update(fresh)
-    by_type: dict[str, list[Item]] = {}
+    by_type: dict[str, list[Stored]] = {}
     for i in fresh:
         device, via, env = items[i]
-        by_type.setdefault(env.data_type, []).append(items[i])
-        outcome.stored.append(Stored(device.id, via, env, received_at, _latency(env, received_at)))
-    _write_detections(by_type.get("detection", []), received_at)
-    _write_health(by_type.get("health", []), received_at)
-    _write_configs(by_type.get("config", []), received_at)
+        stored = Stored(device.id, via, env, received_at, latency[i])
+        by_type.setdefault(env.data_type, []).append(stored)
+        outcome.stored.append(stored)
+    _write_detections(by_type.get("detection", []))
+    _write_health(by_type.get("health", []))
+    _write_configs(by_type.get("config", []))
     _apply_controls(by_type.get("control", []))
     _touch_devices([items[i] for i in fresh], received_at)
     return outcome
@@ -88,12 +87,12 @@ def write(items: list[Item], received_at: datetime) -> Outcome:
 
 def _first_of_each_id(items: list[Item], outcome: Outcome) -> list[int]:
     """Indexes still to store; a message_id repeated inside one batch is stored once."""
-    seen: set[UUID] = set()
+    seen: set[str] = set()
     keep = []
     for i, (_, _, env) in enumerate(items):
-        if i in outcome.refused or env.message_id in seen:
+        if i in outcome.refused or env.id_text in seen:
             continue
-        seen.add(env.message_id)
+        seen.add(env.id_text)
         keep.append(i)
     return keep
 
@@ -122,79 +121,99 @@ def _check_config_versions(items: list[Item], outcome: Outcome) -> None:
         outcome.refused[configs[n]] = StorageRefusal("invalid", detail, "payload.version")
 
 
-def _write_detections(items: list[Item], received_at: datetime) -> None:
-    reads = [passages.Read(d.id, normalize(e.payload.plate), e.payload.confidence, e.timestamp, e.message_id) for d, _, e in items]
-    # In this transaction (at most three queries per batch), so alerts see each detection's passage.
+DETECTION_FIELDS = ["message_id", "device", "plate", "plate_normalized", "confidence", "region", "candidates",
+                    "vehicle", "bbox", "direction", "speed_kph", "lane", "image", "captured_at", "received_at",
+                    "received_via", "protocol", "latency_ms", "extra", "search_text", "passage"]  # fmt: skip
+HEALTH_FIELDS = ["message_id", "device", "reported_at", "received_at", "received_via", "cpu_percent", "memory_percent",
+                 "temperature_c", "disk_percent", "uptime_s", "fps", "queue_depth", "firmware", "latency_ms",
+                 "bandwidth_kbps", "packet_loss", "uptime_percent", "extra"]  # fmt: skip
+
+
+def _write_detections(stored: list[Stored]) -> None:
+    reads = [passages.Read(s.device_id, normalize(s.envelope.payload.plate), s.envelope.payload.confidence,
+                           s.envelope.timestamp, s.envelope.message_id) for s in stored]  # fmt: skip
+    # In this transaction (a few queries per batch), so alerts see each detection's passage.
     passage_ids = passages.assign(reads)
     rows = []
-    for (device, via, e), read, passage_id in zip(items, reads, passage_ids):
-        p = e.payload
+    for s, read, passage_id in zip(stored, reads, passage_ids):
+        s.passage_id = passage_id
+        e, p = s.envelope, s.envelope.payload
+        text = search_text(read.plate_normalized, [c.plate for c in p.candidates]) if p.candidates else read.folded
         rows.append((
-            e.message_id, device.id, p.plate, read.plate_normalized, p.confidence, p.region or "",
-            msgspec.to_builtins(p.candidates), p.vehicle or {}, msgspec.to_builtins(p.bbox), _direction(p.direction),
-            p.speed_kph, p.lane, p.image_ref, e.timestamp, received_at, via, e.protocol, _latency(e, received_at), e.extra,
-            search_text(p.plate, [c.plate for c in p.candidates]), passage_id,
+            e.message_id, s.device_id, p.plate, read.plate_normalized, p.confidence, p.region or "",
+            _json(p.candidates, _EMPTY_LIST), _json(p.vehicle, _EMPTY_OBJECT), _json(p.bbox, None),
+            _direction(p.direction), p.speed_kph, p.lane, p.image_ref, e.timestamp, s.received_at, s.via, e.protocol,
+            s.latency_ms, _json(e.extra, _EMPTY_OBJECT), text, passage_id,
         ))  # fmt: skip
-    bulk.insert(
-        Detection,
-        ["message_id", "device", "plate", "plate_normalized", "confidence", "region", "candidates", "vehicle", "bbox",
-         "direction", "speed_kph", "lane", "image", "captured_at", "received_at", "received_via", "protocol",
-         "latency_ms", "extra", "search_text", "passage"],
-        rows,
-    )  # fmt: skip
+    bulk.insert(Detection, DETECTION_FIELDS, rows)
 
 
-def _write_health(items: list[Item], received_at: datetime) -> None:
+def _write_health(stored: list[Stored]) -> None:
     rows = []
-    for device, via, e in items:
-        p, net = e.payload, e.payload.network or _NO_NETWORK
+    for s in stored:
+        e, p, net = s.envelope, s.envelope.payload, s.envelope.payload.network or _NO_NETWORK
         rows.append((
-            e.message_id, device.id, e.timestamp, received_at, via, p.cpu_percent, p.memory_percent, p.temperature_c,
-            p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms, net.bandwidth_kbps,
-            net.packet_loss, net.uptime_percent, e.extra,
+            e.message_id, s.device_id, e.timestamp, s.received_at, s.via, p.cpu_percent, p.memory_percent,
+            p.temperature_c, p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms,
+            net.bandwidth_kbps, net.packet_loss, net.uptime_percent, _json(e.extra, _EMPTY_OBJECT),
         ))  # fmt: skip
-    bulk.insert(
-        HealthLog,
-        ["message_id", "device", "reported_at", "received_at", "received_via", "cpu_percent", "memory_percent",
-         "temperature_c", "disk_percent", "uptime_s", "fps", "queue_depth", "firmware", "latency_ms",
-         "bandwidth_kbps", "packet_loss", "uptime_percent", "extra"],
-        rows,
-    )  # fmt: skip
+    bulk.insert(HealthLog, HEALTH_FIELDS, rows)
 
 
-def _write_configs(items: list[Item], received_at: datetime) -> None:
+def _write_configs(stored: list[Stored]) -> None:
     bulk.insert(
         ReportedConfig,
         ["message_id", "device", "version", "values", "reported_at", "received_at"],
-        [(e.message_id, d.id, e.payload.version, e.payload.values, e.timestamp, received_at) for d, _, e in items],
-    )
+        [(s.envelope.message_id, s.device_id, s.envelope.payload.version, s.envelope.payload.values,
+          s.envelope.timestamp, s.received_at) for s in stored],
+    )  # fmt: skip
 
 
-def _apply_controls(items: list[Item]) -> None:
+_encode = msgspec.json.Encoder().encode
+_EMPTY_LIST, _EMPTY_OBJECT = bulk.JsonText(b"[]"), bulk.JsonText(b"{}")
+
+
+def _json(value, empty: bulk.JsonText | None) -> bulk.JsonText | None:
+    """A JSON column's text, encoded straight from the decoded structs (no detour through dicts)."""
+    return bulk.JsonText(_encode(value)) if value else empty
+
+
+def _apply_controls(stored: list[Stored]) -> None:
     by_device: dict[str, list[Answer]] = {}
     via_of: dict[str, str] = {}
-    for device, via, e in items:
-        p = e.payload
-        by_device.setdefault(device.id, []).append(Answer(p.command_id, p.status, p.result, p.error))
-        via_of[device.id] = via
+    for s in stored:
+        p = s.envelope.payload
+        by_device.setdefault(s.device_id, []).append(Answer(p.command_id, p.status, p.result, p.error))
+        via_of[s.device_id] = s.via
     for device_id, answers in by_device.items():
         apply_answers(device_id, answers, via_of[device_id])
 
 
 def _touch_devices(items: list[Item], now: datetime) -> None:
-    """Keep last_seen/transport/firmware current without an UPDATE per message."""
-    stale: dict[str, list[Device]] = {}
+    """Keep last_seen/transport/firmware current without an UPDATE per message.
+
+    Best effort, and never waiting: a device row another transaction holds (the watch loop, a concurrent batch)
+    is left for the next batch, at most TOUCH_INTERVAL_S later. Waiting for it here would hold this batch's
+    locks meanwhile, and two such waits make a deadlock.
+    """
+    stale: dict[str, tuple[Device, str, str | None]] = {}
     for device, via, env in items:
         firmware = env.payload.firmware if env.data_type == "health" else None
-        if firmware and firmware != device.firmware:
-            Device.objects.filter(pk=device.pk).update(firmware=firmware)
-            device.firmware = firmware
         seen = device.last_seen_at
-        if seen is None or via != device.last_transport or (now - seen).total_seconds() >= TOUCH_INTERVAL_S:
-            stale.setdefault(via, []).append(device)
-            device.last_seen_at, device.last_transport = now, via
-    for via, devices in stale.items():
-        Device.objects.filter(Q(pk__in={d.pk for d in devices})).update(last_seen_at=now, last_transport=via)
+        if (firmware and firmware != device.firmware) or seen is None or via != device.last_transport \
+                or (now - seen).total_seconds() >= TOUCH_INTERVAL_S:  # fmt: skip
+            stale[device.pk] = (device, via, firmware or device.firmware)
+    if not stale:
+        return
+    free = set(Device.objects.select_for_update(skip_locked=True).filter(pk__in=stale).order_by("pk")
+               .values_list("pk", flat=True))  # fmt: skip
+    by_change: dict[tuple[str, str], list[str]] = {}
+    for pk, (device, via, firmware) in stale.items():
+        if pk in free:
+            device.last_seen_at, device.last_transport, device.firmware = now, via, firmware
+            by_change.setdefault((via, firmware), []).append(pk)
+    for (via, firmware), pks in by_change.items():
+        Device.objects.filter(pk__in=pks).update(last_seen_at=now, last_transport=via, firmware=firmware)
 
 
 def _latency(env: Envelope, received_at: datetime) -> float:

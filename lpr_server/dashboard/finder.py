@@ -82,8 +82,14 @@ def export_reads(data: QueryDict):
 
 
 def _attach_best_reads(passages: list[Passage]) -> None:
-    """Each passage's best read (its thumbnail and plate as sent), in one query."""
-    best = {d.message_id: d for d in Detection.objects.filter(message_id__in=[p.best_message_id for p in passages])}
+    """Each passage's best read (its thumbnail and plate as sent), in one query (the passages' time span
+    bounds it to the partitions that hold them)."""
+    if not passages:
+        return
+    best = {d.message_id: d for d in Detection.objects.filter(
+        message_id__in=[p.best_message_id for p in passages],
+        captured_at__gte=min(p.first_at for p in passages), captured_at__lte=max(p.last_at for p in passages),
+    )}  # fmt: skip
     for p in passages:
         p.best = best.get(p.best_message_id)
 

@@ -154,7 +154,7 @@ async def _send_all(camera, envs: list[dict]) -> None:
 def test_slow_storage_fills_a_camera_socket_queue_to_its_bound_then_throttles_and_loses_nothing(
     stack, fast_device, token_for, figures
 ):
-    from transport.ws.batcher import MAX_QUEUED
+    from transport.batching import MAX_QUEUED
 
     device = fast_device()
     camera = WebSocketCamera(stack.server, token_for(device))

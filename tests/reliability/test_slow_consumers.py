@@ -27,9 +27,9 @@ def flood_dashboards(events: int) -> None:
     layer = get_channel_layer()
     chunk = live.GROUP_SEND_CHUNK
     for start in range(0, events, chunk):
-        batch = [{"type": "health", "device_id": "FLOOD", "n": n, "pad": "x" * EVENT_BYTES}
+        batch = [json.dumps({"type": "health", "device_id": "FLOOD", "n": n, "pad": "x" * EVENT_BYTES}).encode()
                  for n in range(start, min(events, start + chunk))]  # fmt: skip
-        async_to_sync(layer.group_send)(live.DASHBOARD_GROUP, {"type": "live.events", "events": batch})
+        async_to_sync(layer.group_send)(live.DASHBOARD_GROUP, live.dashboard_message(batch))
 
 
 async def drain(ws) -> tuple[int, int, bool]:

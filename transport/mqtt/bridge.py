@@ -179,7 +179,7 @@ class Bridge:
             if ack.status == pipeline.UNAVAILABLE:
                 retry.append(r)
                 continue
-            self.connection.publish(topics.down(item.device.id, "ack"), encode_json(ack.as_dict()))
+            self.connection.send(topics.down(item.device.id, "ack"), encode_json(ack.as_dict()))
             settled.append(r)
         return retry
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 ROOT = "lpr/v1/devices"
 UPLINK = f"{ROOT}/+/up/+"
@@ -22,6 +23,7 @@ def uplink_subscription(group: str | None = None) -> str:
     return f"$share/{group}/{UPLINK}" if group else UPLINK
 
 
+@lru_cache(maxsize=65536)  # a device sends on the same few topics: parse each once
 def parse(topic: str) -> Topic | None:
     """The device and kind a topic names, or None for a topic the bridge does not handle."""
     parts = topic.split("/")

@@ -19,23 +19,34 @@ UNAVAILABLE_RETRY_S = 5
 
 
 def authenticate_request(request: HttpRequest, schemes: tuple[str, ...] = ("Device",)) -> Device:
+    """The device the request proves (key, and signature for devices that must sign), or `AuthError`."""
+    credentials = presented(request, schemes)
+    return credentials.check(auth.device_for_key(credentials.key))
+
+
+def presented(request: HttpRequest, schemes: tuple[str, ...] = ("Device",)) -> auth.Credentials:
+    """What the request shows to prove its device: key, signature headers, the body they sign."""
     key = auth.key_from_header(request.headers.get("Authorization", ""), schemes)
     if not key and "Token" in schemes:
         key = request.GET.get("key", "")  # compat endpoints: many cameras cannot set headers
-    device = auth.authenticate_key(key)
-    if device.require_signature:
-        body = request.body if request.method in ("POST", "PUT", "PATCH") else b""
-        auth.verify_signature(device, request.headers.get("X-Timestamp"), request.headers.get("X-Signature"), body)
-    return device
+    body = request.body if request.method in ("POST", "PUT", "PATCH") else b""
+    return auth.Credentials(key, request.headers.get("X-Timestamp"), request.headers.get("X-Signature"), body)
 
 
 def _check(request: HttpRequest, methods: tuple[str, ...], max_bytes: int | None) -> HttpResponse | None:
     if request.method not in methods:
         return error_response("method_not_allowed", f"Use {' or '.join(methods)}.")
-    length = int(request.headers.get("Content-Length") or 0)
-    if max_bytes is not None and length > max_bytes:
-        return refuse(request, "too_large", f"Body is {length} bytes; the limit is {max_bytes}.", read_body=False)
+    if _too_large(request, max_bytes):
+        return refuse(request, "too_large", f"Body is {_length(request)} bytes; the limit is {max_bytes}.", read_body=False)
     return None
+
+
+def _too_large(request: HttpRequest, max_bytes: int | None) -> bool:
+    return max_bytes is not None and _length(request) > max_bytes
+
+
+def _length(request: HttpRequest) -> int:
+    return int(request.headers.get("Content-Length") or 0)
 
 
 def refuse(request: HttpRequest, code: str, detail: str, field: str | None = None, device: Device | None = None,
@@ -46,10 +57,13 @@ def refuse(request: HttpRequest, code: str, detail: str, field: str | None = Non
     return error_response(code, detail, field)
 
 
-def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = None, schemes=("Device",)) -> Callable:
+def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = None, schemes=("Device",),
+               defer_auth: bool = False) -> Callable:  # fmt: skip
     """Wrap a view `fn(request, device, ...)`: method, size and device auth checked, errors in contract form.
 
-    Works for sync and async views alike.
+    Works for sync and async views alike. With `defer_auth` (async ingest views) the view gets the request's
+    `auth.Credentials` instead of a device and hands them to the pipeline, which authenticates the requests it
+    commits together with one query.
     """
 
     def decorate(fn: Callable) -> Callable:
@@ -57,9 +71,11 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
 
             @wraps(fn)
             async def async_view(request, *args, **kwargs):
-                if (refusal := _check(request, methods, max_bytes)) is not None:
-                    return refusal
+                if request.method not in methods or _too_large(request, max_bytes):  # a refusal is recorded
+                    return await sync_to_async(_check)(request, methods, max_bytes)
                 try:
+                    if defer_auth:
+                        return await fn(request, presented(request, schemes), *args, **kwargs)
                     device = await sync_to_async(authenticate_request)(request, schemes)
                     return await fn(request, device, *args, **kwargs)
                 except auth.AuthError as exc:
@@ -85,11 +101,15 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
     return decorate
 
 
-def require_json(request: HttpRequest, device: Device) -> HttpResponse | None:
+def is_json(request: HttpRequest) -> bool:
     content_type = request.content_type or ""
-    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-        return refuse(request, "unsupported_media_type", f"Send application/json, not {content_type}.", device=device)
-    return None
+    return not content_type or content_type == "application/json" or content_type.endswith("+json")
+
+
+def require_json(request: HttpRequest, device: Device | None = None) -> HttpResponse | None:
+    if is_json(request):
+        return None
+    return refuse(request, "unsupported_media_type", f"Send application/json, not {request.content_type}.", device=device)
 
 
 def _unavailable() -> HttpResponse:

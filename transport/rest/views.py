@@ -9,15 +9,16 @@ import msgspec
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest, JsonResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from detections.images import ImageRejected, store_upload
 from devices import commands, configuration, connectivity
 from devices.models import Device
-from transport import auth, envelope, pipeline
+from transport import auth, batching, envelope, pipeline
 from transport.errors import error_response
 
-from .device_auth import device_api, refuse, require_json
+from .device_auth import device_api, is_json, refuse, require_json
 
 class _Batch(msgspec.Struct):
     messages: list[msgspec.Raw]
@@ -26,34 +27,45 @@ class _Batch(msgspec.Struct):
 _batch_decoder = msgspec.json.Decoder(_Batch)
 
 
-@device_api(max_bytes=settings.ENVELOPE_MAX_BYTES)
-def ingest(request: HttpRequest, device: Device) -> JsonResponse:
-    if (refusal := require_json(request, device)) is not None:
-        return refusal
-    ack = pipeline.ingest(request.body, device, "rest")
+@device_api(max_bytes=settings.ENVELOPE_MAX_BYTES, defer_auth=True)
+async def ingest(request: HttpRequest, credentials: auth.Credentials) -> HttpResponse:
+    if not is_json(request):
+        return await sync_to_async(require_json)(request)
+    ack = (await _store(request, [pipeline.Inbound(request.body, None, "rest", credentials=credentials)]))[0]
     if ack.status == pipeline.ACCEPTED:
-        return JsonResponse({"message_id": ack.message_id, "status": ack.status}, status=201)
+        return _json({"message_id": ack.message_id, "status": ack.status}, status=201)
     if ack.status == pipeline.DUPLICATE:
-        return JsonResponse({"message_id": ack.message_id, "status": ack.status}, status=200)
+        return _json({"message_id": ack.message_id, "status": ack.status})
     return error_response(ack.error, ack.detail, ack.field, ack.retry_after, message_id=ack.message_id)
 
 
-@device_api(max_bytes=settings.BATCH_MAX_BYTES)
-def ingest_batch(request: HttpRequest, device: Device) -> JsonResponse:
-    if (refusal := require_json(request, device)) is not None:
-        return refusal
+@device_api(max_bytes=settings.BATCH_MAX_BYTES, defer_auth=True)
+async def ingest_batch(request: HttpRequest, credentials: auth.Credentials) -> HttpResponse:
+    if not is_json(request):
+        return await sync_to_async(require_json)(request)
     try:
         raw = _batch_decoder.decode(request.body).messages
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-        return refuse(request, "invalid", f'Body must be {{"messages": [envelope, ...]}}: {exc}', "messages", device)
+        return await sync_to_async(refuse)(request, "invalid", f'Body must be {{"messages": [envelope, ...]}}: {exc}',
+                                           "messages")  # fmt: skip
     if len(raw) > settings.BATCH_MAX_MESSAGES:
         detail = f"{len(raw)} messages; a batch holds at most {settings.BATCH_MAX_MESSAGES}."
-        return refuse(request, "too_large", detail, "messages", device)
-    acks = pipeline.ingest_batch([pipeline.Inbound(bytes(item), device, "rest") for item in raw])
+        return await sync_to_async(refuse)(request, "too_large", detail, "messages")
+    acks = await _store(request, [pipeline.Inbound(bytes(item), None, "rest", credentials=credentials) for item in raw])
     for ack in acks:
-        if ack.status in (pipeline.THROTTLED, pipeline.UNAVAILABLE):
+        if ack.status in (pipeline.THROTTLED, pipeline.UNAVAILABLE) or ack.credentials_refused:
             return error_response(ack.error, ack.detail, retry_after=ack.retry_after)
-    return JsonResponse({"results": [_result(ack) for ack in acks]})
+    return _json({"results": [_result(ack) for ack in acks]})
+
+
+async def _store(request: HttpRequest, items: list[pipeline.Inbound]) -> list[pipeline.Ack]:
+    if isinstance(request, ASGIRequest):  # a long-lived server loop: share writes with concurrent requests
+        return await batching.submit(items)
+    return await sync_to_async(pipeline.ingest_batch)(items)  # WSGI (and Django's test client): commit alone
+
+
+def _json(body: dict, status: int = 200) -> HttpResponse:
+    return HttpResponse(envelope.encode_json(body), status=status, content_type="application/json")
 
 
 def _result(ack: pipeline.Ack) -> dict:

@@ -21,7 +21,7 @@ from devices import presence
 from devices.models import Device
 from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
-from transport.ws.batcher import MicroBatcher
+from transport.batching import MicroBatcher
 from transport.ws.device import authenticate, still_authorised, token_from_scope
 from transport.ws.lifecycle import every, stop
 from transport.ws.video import LatestFrame, is_jpeg

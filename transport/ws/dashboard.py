@@ -1,8 +1,12 @@
 """`/ws/dashboard/`: the live event stream for logged-in operators (frame shape in transport.live).
 
+Events arrive from the channel layer already encoded (JSON lists, see
+transport.live.dashboard_message) and leave as they came, joined into frames:
+no dashboard socket decodes or encodes an event.
+
 Flow control: the browser answers each frame with a text message
 (conventionally `{"type": "next"}`) once it has handled it. At most WINDOW
-frames of at most FRAME_MAX_EVENTS events go unanswered; events arriving
+frames of about FRAME_MAX_EVENTS events go unanswered; events arriving
 while the window is shut wait here, at most MAX_WAITING_EVENTS of them. A
 dashboard that overflows that, or keeps the window shut for
 DASHBOARD_STALL_TIMEOUT_S, is closed with 4408 (it reconnects and starts
@@ -18,12 +22,13 @@ import time
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from transport import envelope, live, metrics
+from transport import live, metrics
 
 CLOSE_UNAUTHENTICATED, CLOSE_TOO_SLOW = 4401, 4408
 WINDOW = 8  # frames sent and not yet answered
 FRAME_MAX_EVENTS = live.GROUP_SEND_CHUNK
 MAX_WAITING_EVENTS = 2000
+MAX_PENDING_CHUNKS = 64  # channel-layer messages (each up to live.GROUP_SEND_CHUNK events) between two frames
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -36,28 +41,35 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(CLOSE_UNAUTHENTICATED)
             return
         self.unanswered, self.waiting, self.shut_since, self.closing = 0, [], None, False
-        self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop())
+        self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop(), max_items=MAX_PENDING_CHUNKS)
         await self.channel_layer.group_add(live.DASHBOARD_GROUP, self.channel_name)
 
     async def live_events(self, message: dict) -> None:
         if self.pacer is not None:
-            self.pacer.add(message["events"])
+            self.pacer.add([(message["events_json"], message["count"])])
 
-    async def _send_events(self, events: list[dict]) -> None:
-        while events and not self.closing:
+    async def _send_events(self, chunks: list[tuple[bytes, int]]) -> None:
+        """Send `chunks` (encoded event lists with their counts) as frames of about FRAME_MAX_EVENTS events."""
+        while chunks and not self.closing:
             if self.unanswered >= WINDOW:
-                await self._hold(events)
+                await self._hold(chunks)
                 return
-            frame, events = events[:FRAME_MAX_EVENTS], events[FRAME_MAX_EVENTS:]
+            taken, count = 0, 0
+            while taken < len(chunks) and (not taken or count + chunks[taken][1] <= FRAME_MAX_EVENTS):
+                count += chunks[taken][1]
+                taken += 1
+            frame, chunks = chunks[:taken], chunks[taken:]
             self.unanswered += 1
-            await self.send(text_data=envelope.encode_json({"type": "events", "events": frame}).decode())
+            events = b",".join(c[1:-1] for c, n in frame if n)
+            await self.send(text_data=(b'{"type":"events","events":[' + events + b"]}").decode())
 
-    async def _hold(self, events: list[dict]) -> None:
+    async def _hold(self, chunks: list[tuple[bytes, int]]) -> None:
         now = time.monotonic()
         self.shut_since = self.shut_since or now
-        self.waiting.extend(events)
-        if len(self.waiting) > MAX_WAITING_EVENTS or now - self.shut_since > settings.DASHBOARD_STALL_TIMEOUT_S:
-            metrics.count_dropped_live_events(len(self.waiting))
+        self.waiting.extend(chunks)
+        waiting = sum(n for _, n in self.waiting)
+        if waiting > MAX_WAITING_EVENTS or now - self.shut_since > settings.DASHBOARD_STALL_TIMEOUT_S:
+            metrics.count_dropped_live_events(waiting)
             self.waiting, self.closing = [], True
             await self.close(CLOSE_TOO_SLOW)
 
@@ -67,8 +79,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             return
         self.unanswered, self.shut_since = max(0, self.unanswered - 1), None
         if self.waiting:  # older than anything in the pacer, so they go first
-            events, self.waiting = self.waiting, []
-            await self._send_events(events)
+            chunks, self.waiting = self.waiting, []
+            await self._send_events(chunks)
 
     async def disconnect(self, code: int) -> None:
         if self.pacer is not None:

@@ -16,7 +16,7 @@ from devices.models import Device
 from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
 
-from .batcher import MicroBatcher
+from transport.batching import MicroBatcher
 from .lifecycle import LeavesOnce, every, stop
 from .video import LatestFrame, is_jpeg
 

@@ -1,6 +1,7 @@
-"""Micro-batching for real-time connections (WebSocket and Socket.IO).
+"""Micro-batching of ingest: WebSocket and Socket.IO connections, and REST requests.
 
-Each connection queues its frames. While one of its writes is in flight,
+Each connection queues its frames (a REST request is a connection of its own
+that lives for one `submit`). While one of its writes is in flight,
 new frames wait; the next write takes all of them. Writes are shared: a
 writer takes the queues of every connection that has frames waiting and no
 write in flight, and commits them with one `pipeline.ingest_batch` (up to
@@ -86,9 +87,33 @@ class MicroBatcher(Generic[Token]):
         _scheduler().wake(self)
         return None
 
+    def add_all(self, items: list[Inbound]) -> None:
+        """Queue several messages as one (a REST batch): they go to the same write when they fit."""
+        self.queue.extend((item, None) for item in items)
+        self.idle.clear()
+        _scheduler().wake(self, len(items))
+
     async def drained(self) -> None:
         """Wait until everything queued is committed (its acks may no longer be deliverable)."""
         await self.idle.wait()
+
+
+async def submit(items: list[Inbound]) -> list[Ack]:
+    """Store `items` through the shared writers and return their acks, in order (a REST request).
+
+    Requests that arrive while a write is in flight are committed together,
+    so many single-message requests cost a few transactions, not one each.
+    """
+    acks: list[Ack] = []
+    done = asyncio.get_running_loop().create_future()
+
+    async def deliver(_: list[None], answered: list[Ack]) -> None:
+        acks.extend(answered)
+        if len(acks) == len(items) and not done.done():
+            done.set_result(acks)
+
+    MicroBatcher(deliver).add_all(items)
+    return await done
 
 
 class _Scheduler:
@@ -100,10 +125,10 @@ class _Scheduler:
         self.busy = 0
         self.tasks: set[asyncio.Task] = set()
 
-    def wake(self, conn: MicroBatcher) -> None:
+    def wake(self, conn: MicroBatcher, added: int = 1) -> None:
         if not conn.in_flight:
             self.ready[conn] = None
-            self.waiting += 1
+            self.waiting += added
         self._start_writes()
 
     def _start_writes(self) -> None:
