@@ -123,9 +123,9 @@ def test_postgres_down_is_answered_unavailable_on_every_transport_and_nothing_is
             acked_while_down = 20 - len(cameras["mqtt"].ledger.unsettled())
         finally:
             stack.storage_up()
-        for via in ("rest", "websocket", "socketio"):  # firmware resends what was not acknowledged
+        for via in ("rest", "websocket", "socketio"):  # firmware resends what was not acknowledged, until it is
             camera = cameras[via]
-            await _send_all(camera, camera.ledger.unsettled())
+            await _resend_until_settled(camera)
             await _send_all(camera, list(camera.ledger.produced.values())[:3])  # and a few twice: duplicates
         await asyncio.to_thread(wait_until, mqtt_settled, 60, what="every MQTT message acked after the outage")
         for camera in cameras.values():
@@ -140,15 +140,27 @@ def test_postgres_down_is_answered_unavailable_on_every_transport_and_nothing_is
         ledger = camera.ledger
         results[via] = {**reconcile(devices[via], ledger), "unavailable_answers": ledger.count("unavailable"),
                         "duplicates_answered": ledger.count("duplicate")}  # fmt: skip
-        assert results[via]["lost"] == results[via]["stored_twice"] == results[via]["unexpected"] == 0, (via, results)
+        stored_ids = {str(i) for i in Message.objects.filter(device=devices[via]).values_list("message_id", flat=True)}
+        missing = {mid: ledger.answers[mid] for mid in ledger.produced if mid not in stored_ids}
+        assert results[via]["lost"] == results[via]["stored_twice"] == results[via]["unexpected"] == 0, (via, missing)
         if via != "mqtt":
-            assert ledger.count("unavailable") == 10 and ledger.count("duplicate") >= 3, (via, ledger.answers)
+            assert ledger.count("unavailable") >= 10 and ledger.count("duplicate") >= 3, (via, ledger.answers)
     results["mqtt"]["acked_while_storage_down"] = mqtt_acked_while_down - 10
     figures.record("outages", "postgres_down", **results)
 
 
 async def _send_all(camera, envs: list[dict]) -> None:
     await camera.send_many(envs)
+
+
+async def _resend_until_settled(camera, rounds: int = 20) -> None:
+    """Resend what was not acknowledged (the first tries after an outage may meet a connection that died in it)."""
+    for _ in range(rounds):
+        if not camera.ledger.unsettled():
+            return
+        await camera.send_many(camera.ledger.unsettled())
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"still unsettled after {rounds} rounds: {camera.ledger.unsettled()}")
 
 
 def test_slow_storage_fills_a_camera_socket_queue_to_its_bound_then_throttles_and_loses_nothing(
@@ -171,10 +183,7 @@ def test_slow_storage_fills_a_camera_socket_queue_to_its_bound_then_throttles_an
         finally:
             stack.storage_up()
         await sending
-        for _ in range(10):  # firmware resends what was throttled or unavailable until it is stored
-            if not camera.ledger.unsettled():
-                break
-            await camera.send_many(camera.ledger.unsettled())
+        await _resend_until_settled(camera)  # as firmware does with what was throttled or unavailable
         await camera.close()
         return depth
 
