@@ -272,7 +272,7 @@ class Connection:
     def _held_back(self) -> bool:
         """True (after sending what is queued, and a ping when due) while the consumer has max_backlog messages
         waiting: nothing is read meanwhile."""
-        if self.backlog is None or self.backlog() < self.max_backlog:
+        if not self._consumer_full():
             return False
         client = self._client
         client.loop_write()
@@ -281,13 +281,16 @@ class Connection:
         self._stopping.wait(0.01)
         return True
 
+    def _consumer_full(self) -> bool:
+        return self.backlog is not None and self.backlog() >= self.max_backlog
+
     def _step(self, timeout: float) -> bool:
         """One turn of the network loop: send what is written, wait up to `timeout` for the broker, hand paho
         what was read (its select() would not wake for what is already buffered). False if the connection is lost."""
         client = self._client
         if not client.flush() or client.loop(timeout) != mqtt.MQTT_ERR_SUCCESS:
             return False
-        while client.buffered():
+        while client.buffered() and not self._consumer_full():  # each read may refill the buffer from the socket
             if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
                 return False
         return client.flush()
