@@ -1,24 +1,26 @@
 """Operator API for watchlists, alerts, webhooks and traffic statistics.
 
-Staff manage watchlists and webhooks; every authenticated operator reads
-watchlists and alerts and acknowledges alerts. Statistics read rollups only.
+Staff manage watchlists and webhooks; operators (devices/permissions.py) read
+watchlists and alerts and acknowledge alerts. Statistics read rollups only.
 """
 
 from __future__ import annotations
 
+import io
+
 from django.http import StreamingHttpResponse
-from rest_framework import decorators, parsers, permissions, serializers, status, viewsets
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import decorators, parsers, serializers, status, viewsets
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
+from devices.permissions import IsStaff, StaffWrites
+from lpr_server.parsers import MultiPartParser
+
 from . import alerts, notify, watchlists
 from .alert_models import Alert, Rollup, Watchlist, WatchlistEntry, Webhook
-
-
-class StaffWrites(permissions.IsAuthenticated):
-    def has_permission(self, request, view) -> bool:
-        ok = super().has_permission(request, view)
-        return ok and (request.method in permissions.SAFE_METHODS or request.user.is_staff)
 
 
 class CSVParser(parsers.BaseParser):
@@ -58,6 +60,8 @@ class WatchlistViewSet(viewsets.ModelViewSet):
     serializer_class = WatchlistSerializer
     permission_classes = [StaffWrites]
 
+    @extend_schema(methods=["GET"], responses=EntrySerializer(many=True))
+    @extend_schema(methods=["POST"], request=EntrySerializer, responses={201: EntrySerializer})
     @decorators.action(detail=True, methods=["get", "post"], serializer_class=EntrySerializer)
     def entries(self, request, pk=None):
         watchlist = self.get_object()
@@ -69,18 +73,26 @@ class WatchlistViewSet(viewsets.ModelViewSet):
         page = self.paginate_queryset(watchlist.entries.order_by("id"))
         return self.get_paginated_response(EntrySerializer(page, many=True).data)
 
+    @extend_schema(responses={204: None})
     @decorators.action(detail=True, methods=["delete"], url_path=r"entries/(?P<entry_id>\d+)")
     def delete_entry(self, request, pk=None, entry_id=None):
         deleted, _ = self.get_object().entries.filter(id=entry_id).delete()
-        return Response(status=status.HTTP_204_NO_CONTENT if deleted else status.HTTP_404_NOT_FOUND)
+        if not deleted:
+            raise NotFound(f"No entry {entry_id} in this watchlist.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(request={"text/csv": OpenApiTypes.STR,
+                            "multipart/form-data": inline_serializer("WatchlistUpload", {"file": serializers.FileField()})},
+                   responses=OpenApiTypes.OBJECT)  # fmt: skip
     @decorators.action(detail=True, methods=["post"], url_path="import",
-                       parser_classes=[CSVParser, parsers.MultiPartParser])  # fmt: skip
+                       parser_classes=[CSVParser, MultiPartParser])  # fmt: skip
     def import_csv(self, request, pk=None):
         """Body: the CSV (text/csv), or a multipart `file`. `?replace=true` replaces the list's entries."""
         watchlist = self.get_object()
         data = request.data
         upload = None if isinstance(data, bytes) else data.get("file")
+        if isinstance(upload, str):  # a `file` form field sent as text rather than as a file part
+            upload = None if not upload else io.BytesIO(upload.encode())
         raw = data if isinstance(data, bytes) else upload.read() if upload else b""
         try:
             text = raw.decode("utf-8-sig")
@@ -90,6 +102,7 @@ class WatchlistViewSet(viewsets.ModelViewSet):
         report = watchlists.import_csv(watchlist, text, replace=replace)
         return Response(report.as_dict(), status=status.HTTP_200_OK)
 
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     @decorators.action(detail=True, methods=["get"], url_path="export")
     def export_csv(self, request, pk=None):
         watchlist = self.get_object()
@@ -100,7 +113,7 @@ class WatchlistViewSet(viewsets.ModelViewSet):
 
 class AlertSerializer(serializers.ModelSerializer):
     watchlist_name = serializers.CharField(source="watchlist.name", read_only=True)
-    acknowledged_by = serializers.CharField(source="acknowledged_by.username", read_only=True, default=None)
+    acknowledged_by = serializers.CharField(source="acknowledged_by.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Alert
@@ -123,6 +136,8 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
                 qs = qs.filter(**{f"{name}_id": params[name]})
         return qs
 
+    @extend_schema(request=inline_serializer("AlertAck", {"comment": serializers.CharField(required=False)}),
+                   responses=AlertSerializer)  # 409 (already acknowledged): the error body, with the alert
     @decorators.action(detail=True, methods=["post"])
     def ack(self, request, pk=None):
         self.get_object()  # 404 for an unknown alert
@@ -157,7 +172,7 @@ class WebhookSerializer(serializers.ModelSerializer):
 class WebhookViewSet(viewsets.ModelViewSet):
     queryset = Webhook.objects.order_by("id")
     serializer_class = WebhookSerializer
-    permission_classes = [permissions.IsAdminUser]
+    permission_classes = [IsStaff]
 
 
 class RollupSerializer(serializers.ModelSerializer):

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from devices.models import Device
+from devices.sealed import SealedTextField
 
 MATCH_MODES = [("exact", "exact"), ("lenient", "lenient (OCR-confusable characters, edit distance, candidates)")]
 ENTRY_KINDS = [("plate", "plate"), ("pattern", "pattern (regular expression on the normalised plate)")]
@@ -93,7 +94,8 @@ class Alert(models.Model):
 class Webhook(models.Model):
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=200, help_text="HMAC-SHA256 key of the X-LPR-Signature header.")
+    # Sealed in the database: the server signs with it, so it must be kept, but a dump must not reveal it.
+    secret = SealedTextField(max_length=200, help_text="HMAC-SHA256 key of the X-LPR-Signature header.")
     watchlists = models.ManyToManyField(Watchlist, blank=True, related_name="webhooks", help_text="None: all.")
     active = models.BooleanField(default=True)
     failed_deliveries = models.PositiveIntegerField(default=0, help_text="Consecutive deliveries that gave up.")

@@ -20,6 +20,8 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
+from devices.storable import without_nul
+
 from . import notify, watchlists
 from devices.models import Device
 
@@ -189,6 +191,7 @@ def acknowledge(alert_id: int, user, comment: str = "") -> Alert:
         alert = Alert.objects.select_for_update().get(pk=alert_id)
         if alert.acknowledged_at is not None:
             raise AlreadyAcknowledged(alert)
-        alert.acknowledged_at, alert.acknowledged_by, alert.ack_comment = timezone.now(), user, comment[:2000]
+        comment = without_nul(comment[:2000])  # free text from a form: a NUL could not be stored
+        alert.acknowledged_at, alert.acknowledged_by, alert.ack_comment = timezone.now(), user, comment
         alert.save(update_fields=["acknowledged_at", "acknowledged_by", "ack_comment"])
     return alert

@@ -27,6 +27,11 @@ class DetectionViewSet(viewsets.ReadOnlyModelViewSet):
         passages = self._params().get("view") == "passages"
         return _run(search_passages if passages else search, self._query())
 
+    def get_renderers(self):
+        if self.action == "retrieve":  # `?format=csv` exports a search; one read is JSON only
+            return [r for r in super().get_renderers() if not isinstance(r, _CSVRenderer)]
+        return super().get_renderers()
+
     def get_serializer_class(self):
         if self.action == "list" and self._params().get("view") == "passages":
             return PassageSerializer

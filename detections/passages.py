@@ -208,7 +208,7 @@ def _create(new: list[_Open]) -> None:
     if not new:
         return
     if connection.vendor != "postgresql":
-        objs = [Passage(**dict(zip(PASSAGE_FIELDS, _row(p)))) for p in new]
+        objs = [Passage(**dict(zip(["device_id", *PASSAGE_FIELDS[1:]], _row(p)))) for p in new]
         Passage.objects.bulk_create(objs)  # SQLite >= 3.35 returns the new ids
         for p, obj in zip(new, objs):
             p.id = obj.id

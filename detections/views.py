@@ -1,7 +1,8 @@
-"""Serving stored camera images to people: logged-in users only."""
+"""Serving stored camera images to people: operators only (devices/permissions.py)."""
 
 from __future__ import annotations
 
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -9,12 +10,17 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from devices.permissions import is_operator
+
 from .models import Image
 
 
 def image(request: HttpRequest, image_id, thumbnail: bool = False) -> HttpResponse:
-    if not _authenticated(request):
+    user = _user(request)
+    if not user.is_authenticated:
         return _anonymous(request)
+    if not is_operator(user):
+        return JsonResponse({"error": "forbidden", "detail": "Camera images are for operators and staff."}, status=403)
     img = get_object_or_404(Image, pk=image_id)
     field = img.thumbnail if thumbnail else img.file
     if not field:
@@ -26,15 +32,15 @@ def image(request: HttpRequest, image_id, thumbnail: bool = False) -> HttpRespon
     return response
 
 
-def _authenticated(request: HttpRequest) -> bool:
-    """A dashboard session, or the operator API's own credentials (token, Basic) for scripts."""
+def _user(request: HttpRequest):
+    """A dashboard session's user, or the operator API's own credentials (token, Basic) for scripts."""
     if request.user.is_authenticated:
-        return True
+        return request.user
     api = Request(request, authenticators=[auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES])
     try:
-        return bool(api.user and api.user.is_authenticated)
+        return api.user
     except APIException:
-        return False
+        return AnonymousUser()
 
 
 def _anonymous(request: HttpRequest) -> HttpResponse:

@@ -32,6 +32,7 @@ from django.db.models import Count, Max
 from django.utils.dateparse import parse_datetime
 
 from devices.models import Device
+from devices.storable import contains_nul
 
 from .alert_models import Watchlist, WatchlistEntry
 from .plates import MAX_DISTANCE, fold, max_fuzzy_distance, near, normalize
@@ -89,9 +90,18 @@ class ImportReport:
 
 def import_csv(watchlist: Watchlist, text: str | Iterable[str], replace: bool = False) -> ImportReport:
     """Add the good rows of a CSV (header: CSV_FIELDS, `value` or `plate` required); report the bad ones by line."""
-    lines = io.StringIO(text) if isinstance(text, str) else text
+    lines = io.StringIO(text, newline="") if isinstance(text, str) else text  # the csv module reads its own newlines
     reader = csv.DictReader(lines)
     report = ImportReport()
+    try:
+        return _import_rows(watchlist, reader, report, replace)
+    except csv.Error as exc:  # e.g. a stray carriage return inside a field
+        report.created = 0  # the rows before it were rolled back with the transaction
+        report.errors.append((reader.line_num, f"not readable as CSV: {exc}"))
+        return report
+
+
+def _import_rows(watchlist: Watchlist, reader: csv.DictReader, report: ImportReport, replace: bool) -> ImportReport:
     headers = [h.strip().lower() for h in reader.fieldnames or []]
     reader.fieldnames = ["value" if h == "plate" else h for h in headers]
     if "value" not in reader.fieldnames:
@@ -117,6 +127,8 @@ def import_csv(watchlist: Watchlist, text: str | Iterable[str], replace: bool = 
 def _entry_from_row(watchlist: Watchlist, row: dict, devices: set[str]) -> WatchlistEntry:
     if None in row:
         raise InvalidEntry("row", "more columns than the header names.")
+    if contains_nul(row):
+        raise InvalidEntry("row", "NUL characters cannot be stored.")
     get = lambda name: (row.get(name) or "").strip()  # noqa: E731
     device = get("device")
     if device and device not in devices:

@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from . import commands, configuration, credentials
 from .models import Command, CommandTransition, Device, HealthLog, PresenceChange, ProtocolSwitch, ReportedConfig
+from .storable import contains_nul
 
 
 def _show_once(request, issued: credentials.IssuedCredentials, what: str) -> None:
@@ -51,6 +52,8 @@ class DeviceForm(forms.ModelForm):
         values = self.cleaned_data["desired_config"]
         if not isinstance(values, dict):
             raise forms.ValidationError("The configuration must be a JSON object of values.")
+        if contains_nul(values):
+            raise forms.ValidationError("The configuration may not contain the NUL character (\\u0000).")
         return values
 
 
@@ -130,6 +133,8 @@ class DeviceAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             _show_once(request, credentials.assign_credentials(obj), "Credentials")
+        elif "active" in form.changed_data and not obj.active:
+            credentials.revoked(obj.id, "forbidden", "The device was deactivated.")
         config_fields = {"desired_config", "desired_config_version", "profile"}
         if change and config_fields & set(form.changed_data):
             if "desired_config_version" not in form.changed_data:
@@ -159,14 +164,15 @@ class DeviceAdmin(admin.ModelAdmin):
     def has_send_permission(self, request):
         return request.user.is_staff and (request.user.is_superuser or request.user.has_perm("devices.add_command"))
 
-    @admin.action(description="Rotate the key of selected devices (old keys stop working at once)")
+    # Both change credentials or access: `change` permission, not just the `view` an operator may hold.
+    @admin.action(description="Rotate the key of selected devices (old keys stop working at once)", permissions=["change"])
     def rotate_keys(self, request, queryset):
         for device in queryset:
             _show_once(request, credentials.rotate_key(device), "New key")
 
-    @admin.action(description="Deactivate selected devices")
+    @admin.action(description="Deactivate selected devices", permissions=["change"])
     def deactivate(self, request, queryset):
-        count = queryset.update(active=False)
+        count = credentials.deactivate(list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} device(s) deactivated.")
 
 

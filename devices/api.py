@@ -1,15 +1,16 @@
 """Operator API for devices (CONTRACT section 3): devices, commands, health, communication stats.
 
-Anyone signed in reads; staff, and users in the `operators` group (who hold
-`devices.add_command`), send commands; only staff change configurations.
+Operators (devices/permissions.py) read; staff, and users in the `operators`
+group (who hold `devices.add_command`), send commands; only staff change
+configurations. Signed-in users who are not operators get 403.
 Devices are created and deleted in the admin, by staff.
 """
 
 from django.db import transaction
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -17,20 +18,11 @@ from rest_framework.views import APIView
 
 from . import commands, configuration, monitor
 from .models import Command, Device, HealthLog
+from .permissions import CanSendCommands, IsStaff
 from .serializers import (
     CommandRequestSerializer, CommandSerializer, DesiredConfigSerializer, DeviceSerializer, HealthSerializer,
     PresenceChangeSerializer, ProtocolSwitchSerializer,
 )  # fmt: skip
-
-
-class CanSendCommands(permissions.BasePermission):
-    def has_permission(self, request, view) -> bool:
-        return request.user.is_staff or request.user.has_perm("devices.add_command")
-
-
-class IsStaff(permissions.BasePermission):
-    def has_permission(self, request, view) -> bool:
-        return request.user.is_staff
 
 
 class _ContractNotFound:
@@ -52,8 +44,10 @@ class DeviceViewSet(_ContractNotFound, viewsets.ReadOnlyModelViewSet):
         context = {**self.get_serializer_context(), "drift": configuration.drift_for(page)}
         return self.get_paginated_response(DeviceSerializer(page, many=True, context=context).data)
 
+    @extend_schema(methods=["GET"], responses=CommandSerializer(many=True))
+    @extend_schema(methods=["POST"], request=CommandRequestSerializer, responses={201: CommandSerializer})
     @action(detail=True, methods=["get", "post"], url_path="commands",
-            permission_classes=[permissions.IsAuthenticated, CanSendCommands])  # fmt: skip
+            permission_classes=[CanSendCommands])  # fmt: skip
     def commands(self, request, pk=None):
         device = self.get_object()
         if request.method == "GET":
@@ -66,7 +60,8 @@ class DeviceViewSet(_ContractNotFound, viewsets.ReadOnlyModelViewSet):
         command = Command.objects.prefetch_related("transitions").get(pk=command.pk)
         return Response(CommandSerializer(command).data, status=status.HTTP_201_CREATED)
 
-    @action(detail=True, methods=["post"], url_path="config", permission_classes=[permissions.IsAuthenticated, IsStaff])
+    @extend_schema(request=DesiredConfigSerializer, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"], url_path="config", permission_classes=[IsStaff])
     def config(self, request, pk=None):
         device = self.get_object()
         body = DesiredConfigSerializer(data=request.data)
@@ -77,6 +72,9 @@ class DeviceViewSet(_ContractNotFound, viewsets.ReadOnlyModelViewSet):
             raise ValidationError({exc.field: [exc.detail]})
         return Response({**configuration.desired(device), **configuration.drift(device).as_dict()})
 
+    @extend_schema(responses=inline_serializer("Presence", {
+        "online": serializers.BooleanField(), "since": serializers.DateTimeField(allow_null=True),
+        "history": PresenceChangeSerializer(many=True), "protocol_switches": ProtocolSwitchSerializer(many=True)}))  # fmt: skip
     @action(detail=True, methods=["get"])
     def presence(self, request, pk=None):
         device = self.get_object()

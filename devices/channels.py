@@ -46,7 +46,7 @@ def unregister(name: str) -> None:
 
 
 def register_hook(event: str, hook: Callable[..., Any]) -> None:
-    """Broadcast hooks: `device_status`, `protocol_switch`, `command`, `alert` (see `announce`)."""
+    """Broadcast hooks: `device_status`, `protocol_switch`, `command`, `alert`, `revoked` (see `announce`)."""
     _hooks[event] = hook
 
 

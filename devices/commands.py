@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from . import channels
 from .models import Command, CommandTransition, Device
+from .storable import contains_nul
 
 State = Command.State
 RANK = {State.QUEUED: 0, State.SENT: 1, State.RECEIVED: 2, State.DONE: 3, State.FAILED: 3, State.EXPIRED: 3}
@@ -63,6 +64,8 @@ def check_request(action: Any, params: Any, ttl_s: Any, min_ttl_s: int = 1) -> N
         raise CommandError("invalid", "action must be a word of letters, digits, '_', '.', ':' or '-'.", "action")
     if not isinstance(params, dict):
         raise CommandError("invalid", "params must be a JSON object.", "params")
+    if contains_nul(params):
+        raise CommandError("invalid", "params may not contain the NUL character (\\u0000).", "params")
     if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not min_ttl_s <= ttl_s <= MAX_TTL_S:
         raise CommandError("invalid", f"ttl_s must be a whole number of seconds, {min_ttl_s} to {MAX_TTL_S}.", "ttl_s")
     if action == "switch_protocol" and params.get("protocol") not in ("websocket", "socketio", "rest", "mqtt"):

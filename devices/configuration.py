@@ -21,6 +21,7 @@ from django.db.models import Max
 from . import channels
 from .connectivity import profile_order, refresh
 from .models import Device, ReportedConfig
+from .storable import contains_nul
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,9 @@ def desired(device: Device) -> dict[str, Any]:
     }
 
 
+MAX_VERSION = 2**31 - 1  # the column's range
+
+
 def set_desired(device: Device, values: Any, version: int | None = None, profile: str | None = None) -> int:
     """Store a new desired configuration and push it once committed; returns its version.
 
@@ -56,10 +60,13 @@ def set_desired(device: Device, values: Any, version: int | None = None, profile
     """
     if not isinstance(values, dict):
         raise ConfigError("The configuration must be a JSON object of values.", "values")
+    if contains_nul(values):
+        raise ConfigError("The configuration may not contain the NUL character (\\u0000).", "values")
     if version is None:
         version = device.desired_config_version + 1
-    elif isinstance(version, bool) or not isinstance(version, int) or version <= device.desired_config_version:
-        raise ConfigError(f"version must be a whole number above {device.desired_config_version}.", "version")
+    elif isinstance(version, bool) or not isinstance(version, int) or not device.desired_config_version < version <= MAX_VERSION:
+        raise ConfigError(f"version must be a whole number above {device.desired_config_version} "
+                          f"(and at most {MAX_VERSION}).", "version")  # fmt: skip
     if profile is not None:
         if profile not in dict(Device._meta.get_field("profile").choices):
             raise ConfigError(f"Unknown deployment profile {profile!r}.", "profile")

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from . import channels
 from .models import Device
 
 KEY_PREFIX = "lpr_"
@@ -76,7 +77,24 @@ def rotate_key(device: Device) -> IssuedCredentials:
         key_hash=hash_key(key), key_encrypted=seal(key), key_version=F("key_version") + 1
     )
     device.refresh_from_db(fields=["key_hash", "key_encrypted", "key_version"])
+    revoked(device.id, "unauthenticated", "The device key was rotated.")
     return IssuedCredentials(device.id, key, unseal(device.payload_key_encrypted))
+
+
+@transaction.atomic
+def deactivate(device_ids: list[str]) -> int:
+    """Refuse the devices on every transport from now on; their open connections are closed."""
+    ids = list(Device.objects.filter(pk__in=device_ids, active=True).values_list("pk", flat=True))
+    Device.objects.filter(pk__in=ids).update(active=False)
+    for device_id in ids:
+        revoked(device_id, "forbidden", "The device was deactivated.")
+    return len(ids)
+
+
+def revoked(device_id: str, error: str, detail: str) -> None:
+    """Once committed, have the transports close what the device holds open at once (`error` is the
+    contract's code: `unauthenticated` for a rotated key, `forbidden` for a deactivated device)."""
+    transaction.on_commit(lambda: channels.announce("revoked", device_id, error=error, detail=detail))
 
 
 def _new_key() -> str:

@@ -1,12 +1,13 @@
 from rest_framework import serializers
 
 from . import commands
-from .models import Command, CommandTransition, Device, HealthLog, PresenceChange, ProtocolSwitch
+from .models import TRANSPORTS, Command, CommandTransition, Device, HealthLog, PresenceChange, ProtocolSwitch
 
 
 class DeviceSerializer(serializers.ModelSerializer):
     config_drift = serializers.SerializerMethodField()
-    score = serializers.FloatField(source="connectivity_score", read_only=True)
+    score = serializers.FloatField(source="connectivity_score", read_only=True, allow_null=True)
+    last_transport = serializers.ChoiceField(TRANSPORTS, allow_blank=True, read_only=True)  # "" before any message
 
     class Meta:
         model = Device
@@ -57,7 +58,7 @@ class CommandRequestSerializer(serializers.Serializer):
 
 class DesiredConfigSerializer(serializers.Serializer):
     values = serializers.JSONField()
-    version = serializers.IntegerField(required=False, min_value=1)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     profile = serializers.ChoiceField(choices=Device._meta.get_field("profile").choices, required=False)
 
 

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "lpr_server.middleware.RefuseNulInURL",  # sync and async: adds no thread hop
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -196,11 +197,14 @@ SECRETS_KEY = env(
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes anonymous requests a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "lpr_server.tokens.OperatorTokenAuthentication",  # DRF's `Token <key>`, stored hashed
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [  # DRF's, refusing NUL characters
+        "lpr_server.parsers.JSONParser", "lpr_server.parsers.FormParser", "lpr_server.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["devices.permissions.IsOperator"],  # staff, superusers, the operators group
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -213,6 +217,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {"TransportEnum": "devices.models.TRANSPORTS"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "transport.rest.schema.add_error_responses",  # the contract's error body on every operation
+    ],
 }
 
 # bench/run only: serve the bare view its figures are compared with (bench/urls.py). Never on in production.

@@ -39,3 +39,6 @@ urlpatterns = [
 
 if settings.BENCH_VIEWS:
     urlpatterns.append(path("bench/", include("bench.urls")))
+
+handler404 = "transport.errors.not_found"
+handler500 = "transport.errors.server_error"

@@ -48,6 +48,17 @@ class UserFactory(factory.django.DjangoModelFactory):
             obj.save()
 
 
+class OperatorFactory(UserFactory):
+    """A member of the `operators` group: watches devices and sends them commands, manages nothing."""
+
+    @factory.post_generation
+    def _operators(obj, create, extracted, **kwargs):
+        if create:
+            from devices.groups import ensure_operators_group
+
+            obj.groups.add(ensure_operators_group())
+
+
 def envelope(device_id: str, data_type: str = "detection", payload: dict | None = None, **fields) -> dict:
     defaults = {
         "detection": {"plate": "AB123CD", "confidence": 0.93},

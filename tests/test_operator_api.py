@@ -5,16 +5,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
+from lpr_server import tokens
 
-from tests.factories import DeviceFactory, UserFactory, envelope
+from tests.factories import DeviceFactory, OperatorFactory, envelope
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator():
-    return UserFactory()
+    return OperatorFactory()
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_devices_list_with_basic_and_token_auth(device, operator):
     assert [d["id"] for d in listing["results"]] == [device.id]
     assert "key_hash" not in listing["results"][0] and "key_encrypted" not in listing["results"][0]
 
-    token = Token.objects.create(user=operator).key
+    token = tokens.issue(operator)[1]
     detail = Client().get(f"/api/v1/devices/{device.id}/", HTTP_AUTHORIZATION=f"Token {token}")
     assert detail.json()["name"] == device.name
 

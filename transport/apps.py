@@ -35,3 +35,4 @@ def _register_device_channels(live) -> None:
     channels.register_hook("protocol_switch", live.protocol_switch)
     channels.register_hook("command", live.command)
     channels.register_hook("alert", lambda device_id, **fields: live.alert(device_id, "", **fields))
+    channels.register_hook("revoked", live.revoke)

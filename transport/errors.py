@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
 
@@ -17,6 +18,7 @@ STATUS = {
     "unsupported_media_type": 415,
     "throttled": 429,
     "unavailable": 503,
+    "server_error": 500,  # never by design: what an unexpected failure under /api/ answers
 }
 
 
@@ -65,3 +67,20 @@ def drf_exception_handler(exc, context):
     else:
         response.data = {"error": code, "detail": str(data.get("detail", exc)) if isinstance(data, dict) else str(data)}
     return response
+
+
+API_PREFIX = "/api/"
+
+
+def not_found(request, exception=None):
+    """Django's 404 (no route matched): the contract's JSON under /api/, the usual page elsewhere."""
+    if request.path.startswith(API_PREFIX):
+        return error_response("not_found", f"No such endpoint or object: {request.path[:200]}")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """An unexpected failure (logged with its traceback): JSON under /api/, the usual page elsewhere."""
+    if request.path.startswith(API_PREFIX):
+        return error_response("server_error", "The server failed to answer; the failure is logged. Retry later.")
+    return defaults.server_error(request)

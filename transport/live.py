@@ -346,6 +346,29 @@ def push_to_device(device_id: str, kind: str, body: dict) -> bool:
         return False
 
 
+async def arevoke(device_id: str, error: str, detail: str) -> None:
+    """Close the device's open sockets on whichever server process holds them (key rotated, device deactivated)."""
+    connections = await presence.aconnections_of(device_id)
+    if any(transport == "websocket" for transport, _ in connections):
+        await get_channel_layer().group_send(device_group(device_id), {"type": "device.revoke"})
+    sids = [connection for transport, connection in connections if transport == "socketio"]
+    if sids:
+        from transport.socketio import server
+
+        await server.disconnect(sids, {"error": error, "detail": detail, "close_code": REVOKED_CLOSE_CODES[error]})
+
+
+REVOKED_CLOSE_CODES = {"unauthenticated": 4401, "forbidden": 4403}
+
+
+def revoke(device_id: str, error: str, detail: str) -> None:
+    """`arevoke` for synchronous callers (the admin, `devices.credentials`), from any process."""
+    try:
+        run_on_live_loop(arevoke(device_id, error, detail))
+    except (concurrent.futures.TimeoutError, OSError) as exc:  # the sockets' own periodic check still closes them
+        log.warning("closing the connections of %s failed: %s", device_id, exc)
+
+
 # --- live video ---------------------------------------------------------------------------------
 
 

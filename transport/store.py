@@ -196,13 +196,14 @@ def _touch_devices(items: list[Item], now: datetime) -> None:
     is left for the next batch, at most TOUCH_INTERVAL_S later. Waiting for it here would hold this batch's
     locks meanwhile, and two such waits make a deadlock.
     """
-    stale: dict[str, tuple[Device, str, str | None]] = {}
+    stale: dict[str, tuple[Device, str, str]] = {}
     for device, via, env in items:
-        firmware = env.payload.firmware if env.data_type == "health" else None
+        reported = env.payload.firmware if env.data_type == "health" else None
+        firmware = reported or (stale[device.pk][2] if device.pk in stale else device.firmware)
         seen = device.last_seen_at
-        if (firmware and firmware != device.firmware) or seen is None or via != device.last_transport \
+        if firmware != device.firmware or seen is None or via != device.last_transport \
                 or (now - seen).total_seconds() >= TOUCH_INTERVAL_S:  # fmt: skip
-            stale[device.pk] = (device, via, firmware or device.firmware)
+            stale[device.pk] = (device, via, firmware)
     if not stale:
         return
     free = set(Device.objects.select_for_update(skip_locked=True).filter(pk__in=stale).order_by("pk")

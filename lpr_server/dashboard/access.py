@@ -1,4 +1,4 @@
-"""Who may see the dashboard: staff and members of the `operators` group (devices/groups.py)."""
+"""Who may see the dashboard: operators (devices/permissions.py): staff, superusers, the `operators` group."""
 
 from __future__ import annotations
 
@@ -7,11 +7,7 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 
-from devices.groups import OPERATORS
-
-
-def is_operator(user) -> bool:
-    return bool(user.is_active and (user.is_staff or user.is_superuser or user.groups.filter(name=OPERATORS).exists()))
+from devices.permissions import is_operator
 
 
 def operator_required(view):

@@ -63,10 +63,10 @@ class Dashboard:
 def dashboard(server, transactional_db):
     from django.test import Client
 
-    from tests.factories import UserFactory
+    from tests.factories import OperatorFactory
 
     client = Client()
-    client.force_login(UserFactory())
+    client.force_login(OperatorFactory())
     d = Dashboard(server, f"sessionid={client.cookies['sessionid'].value}")
     yield d
     d.close()

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from detections import watchlists
 from detections.alert_models import Alert, Rollup, Watchlist, WatchlistEntry
 from tests.alerts.conftest import detection, make_watchlist
-from tests.factories import UserFactory
+from tests.factories import OperatorFactory, UserFactory
 from transport.pipeline import ingest
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def staff():
 @pytest.fixture
 def operator():
     client = APIClient()
-    client.force_authenticate(UserFactory())
+    client.force_authenticate(OperatorFactory())
     return client
 
 

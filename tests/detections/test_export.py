@@ -12,7 +12,7 @@ from django.test import AsyncClient, Client
 
 from detections import export
 from detections.search import Query, search
-from tests.factories import DeviceFactory, UserFactory
+from tests.factories import DeviceFactory, OperatorFactory
 
 from .helpers import T0, ingest
 
@@ -61,7 +61,7 @@ def test_api_exports_the_search_as_streamed_csv():
     ingest(device, "=HYPERLINK(1)", timedelta(minutes=1))
     ingest(other, "AB123CD", timedelta(minutes=2))
     client = Client()
-    client.force_login(UserFactory())
+    client.force_login(OperatorFactory())
     response = client.get("/api/v1/detections/", {"device": device.id, "format": "csv"})
     assert response.status_code == 200 and response.streaming
     assert response["Content-Type"].startswith("text/csv")
@@ -78,7 +78,7 @@ def test_under_asgi_the_export_is_an_async_stream():
     for n in range(3):
         ingest(device, f"AB12{n}", timedelta(minutes=n))
     client = AsyncClient()
-    client.force_login(UserFactory())
+    client.force_login(OperatorFactory())
     response = async_to_sync(client.get)("/api/v1/detections/", {"format": "csv"})
     assert response.status_code == 200 and response.is_async  # Django would otherwise buffer a sync iterator
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.test import Client
 
 from detections.models import Detection, Image
-from tests.factories import UserFactory, envelope
+from tests.factories import OperatorFactory, envelope
 
 from .pictures import CORRUPT_JPEG, picture
 
@@ -42,7 +42,7 @@ def test_uploaded_image_is_stored_thumbnailed_linked_and_served_to_operators(cam
     assert Detection.objects.get(message_id=env["message_id"]).image_id == image.id
 
     operator = Client()
-    operator.force_login(UserFactory())
+    operator.force_login(OperatorFactory())
     listed = operator.get("/api/v1/detections/").json()["results"][0]
     served = operator.get(listed["image_url"])
     assert served.status_code == 200 and served["Content-Type"] == "image/jpeg"
@@ -52,10 +52,10 @@ def test_uploaded_image_is_stored_thumbnailed_linked_and_served_to_operators(cam
 
 
 def test_operator_scripts_fetch_images_with_their_api_token(camera, media):
-    from rest_framework.authtoken.models import Token
+    from lpr_server import tokens
 
     image_id = upload(camera, picture()).json()["image_ref"]
-    token = Token.objects.create(user=UserFactory()).key
+    token = tokens.issue(OperatorFactory())[1]
     assert Client().get(f"/media/images/{image_id}/", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
     assert Client().get(f"/media/images/{image_id}/", HTTP_AUTHORIZATION="Token wrong").status_code == 401
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from detections.models import Detection, Passage
-from tests.factories import DeviceFactory, UserFactory, envelope
+from tests.factories import DeviceFactory, OperatorFactory, envelope
 from transport import pipeline
 
 from .helpers import T0, ingest
@@ -75,7 +75,7 @@ def test_search_can_return_passages_instead_of_reads():
         ingest(gate, "AB123CD", timedelta(seconds=s))
     ingest(gate, "AB123CD", timedelta(minutes=5))
     client = Client()
-    client.force_login(UserFactory())
+    client.force_login(OperatorFactory())
     reads = client.get("/api/v1/detections/", {"plate": "AB123CD"}).json()
     passages = client.get("/api/v1/detections/", {"plate": "AB123CD", "view": "passages"}).json()
     assert reads["count"] == 4

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from detections.search import InvalidSearch, Query, search
-from tests.factories import DeviceFactory, UserFactory
+from tests.factories import DeviceFactory, OperatorFactory
 
 from .helpers import T0, ingest
 
@@ -85,7 +85,7 @@ def test_fuzzy_search_uses_the_trigram_index_on_postgresql(reads):
 
 def test_api_search_modes_and_refusal_in_the_contract_format(reads):
     client = Client()
-    client.force_login(UserFactory())
+    client.force_login(OperatorFactory())
     fuzzy = client.get("/api/v1/detections/", {"plate": "AB123CD", "match": "fuzzy", "distance": 1}).json()
     assert {r["plate"] for r in fuzzy["results"]} == {"AB-123-CD", "A8123CD", "AB123C", "ZZ999ZZ"}
     refused = client.get("/api/v1/detections/", {"plate": "*", "match": "wildcard"})

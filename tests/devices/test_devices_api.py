@@ -75,7 +75,7 @@ def test_a_command_for_an_unknown_device_is_not_found(operator):
 
 def test_users_outside_operators_and_staff_cannot_send_or_configure(device, operator):
     plain = _client(UserFactory())
-    assert plain.get(f"/api/v1/devices/{device.id}/").status_code == 200
+    assert plain.get(f"/api/v1/devices/{device.id}/").status_code == 403  # not even reading: operators only
     sent = plain.post(f"/api/v1/devices/{device.id}/commands/", {"action": "ping"}, content_type="application/json")
     assert (sent.status_code, sent.json()["error"]) == (403, "forbidden")
     configured = operator.post(f"/api/v1/devices/{device.id}/config/", {"values": {"fps": 1}}, content_type="application/json")

@@ -8,7 +8,7 @@ from django.test import Client
 from django.utils import timezone
 
 from devices import monitor
-from tests.factories import UserFactory
+from tests.factories import OperatorFactory
 from transport.models import Message, RejectedMessage
 
 pytestmark = pytest.mark.django_db
@@ -75,7 +75,7 @@ def test_per_device_figures_with_sequence_gaps_and_repeats(mix):
 
 def test_stats_are_served_to_operators(mix):
     client = Client()
-    client.force_login(UserFactory())
+    client.force_login(OperatorFactory())
     body = client.get("/api/v1/stats/protocols/", {"window": "1h"}).json()
     assert body["window_s"] == 3600
     assert body["protocols"]["rest"]["p95_latency_ms"] == 38.5

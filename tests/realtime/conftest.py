@@ -151,10 +151,10 @@ def operator_cookie(transactional_db):
     """The session cookie of a logged-in operator, as a browser would send it."""
     from django.test import Client
 
-    from tests.factories import UserFactory
+    from tests.factories import OperatorFactory
 
     client = Client()
-    client.force_login(UserFactory())
+    client.force_login(OperatorFactory())
     return f"sessionid={client.cookies['sessionid'].value}"
 
 

@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 # Fixed forever: message ids derived from a format's own ids must stay the same across releases.
 NAMESPACE = uuid.UUID("6f1d6a52-2a4e-4f0c-9a57-3c1b1f0e9d21")
@@ -57,8 +57,8 @@ def confidence(value: Any, name: str) -> float:
         value = value.strip().rstrip("%").strip()
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise CompatError(f"{name} must be a number (0-1 or 0-100), not {value!r}.", name) from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON integers have no size limit
+        raise CompatError(f"{name} must be a number (0-1 or 0-100), not {_short(value)}.", name) from None
     if not 0 <= number <= 100:
         raise CompatError(f"{name} {number} is outside 0-1 and 0-100.", name)
     return round(number / 100 if number > 1 else number, 6)
@@ -75,15 +75,15 @@ def timestamp(value: Any, name: str) -> datetime | None:
     if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
         value = float(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = value / 1000 if abs(value) > EPOCH_MS_ABOVE else value
         try:
+            seconds = value / 1000 if abs(value) > EPOCH_MS_ABOVE else value
             return datetime.fromtimestamp(seconds, timezone.utc)
         except (OverflowError, OSError, ValueError):
-            raise CompatError(f"{name} {value!r} is not a usable epoch time.", name) from None
+            raise CompatError(f"{name} {_short(value)} is not a usable epoch time.", name) from None
     try:
         parsed = datetime.fromisoformat(str(value).strip())
     except ValueError:
-        raise CompatError(f"{name} must be epoch seconds/milliseconds or ISO 8601, not {value!r}.", name) from None
+        raise CompatError(f"{name} must be epoch seconds/milliseconds or ISO 8601, not {_short(value)}.", name) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -92,11 +92,22 @@ def text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def listed(value: Any) -> list:
+    """A field that should be a list, as one: anything else (a number, a string, an object) counts as empty."""
+    return value if isinstance(value, list) else []
+
+
 def number(value: Any) -> float | None:
     try:
         return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _short(value: Any) -> str:
+    """A value for an error message: hostile input may be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def envelope(msg_id: str, device_id: str, at: datetime | None, data_type: str, payload: dict) -> dict[str, Any]:
@@ -111,9 +122,9 @@ def envelope(msg_id: str, device_id: str, at: datetime | None, data_type: str, p
     }
 
 
-def candidates(items: Iterable[dict] | None, plate_key: str, score_key: str, exclude: str = "") -> list[dict]:
+def candidates(items: Any, plate_key: str, score_key: str, exclude: str = "") -> list[dict]:
     out, seen = [], {exclude}
-    for item in items or []:
+    for item in listed(items):
         plate = text(item.get(plate_key)) if isinstance(item, dict) else ""
         if not plate or plate in seen:
             continue
@@ -122,9 +133,9 @@ def candidates(items: Iterable[dict] | None, plate_key: str, score_key: str, exc
     return out
 
 
-def bbox_of_points(points: Iterable[dict] | None) -> dict | None:
+def bbox_of_points(points: Any) -> dict | None:
     """{x, y, w, h} around a polygon of {x, y} corners."""
-    pts = [(number(p.get("x")), number(p.get("y"))) for p in points or [] if isinstance(p, dict)]
+    pts = [(number(p.get("x")), number(p.get("y"))) for p in listed(points) if isinstance(p, dict)]
     pts = [(x, y) for x, y in pts if x is not None and y is not None]
     if not pts:
         return None

@@ -32,8 +32,11 @@ def parse_xml(raw: bytes) -> dict[str, Any]:
     except (ParseError, ValueError) as exc:
         raise CompatError(f"Body is not well-formed XML: {exc}", "xml") from None
     if _local(root.tag) != "EventNotificationAlert":
-        raise CompatError(f"Expected an EventNotificationAlert document, got <{_local(root.tag)}>.", "xml")
-    return _as_dict(root)
+        raise CompatError(f"Expected an EventNotificationAlert document, got <{_local(root.tag)[:40]}>.", "xml")
+    event = _as_dict(root)
+    if not isinstance(event, dict):
+        raise CompatError("The EventNotificationAlert document has no elements.", "xml")
+    return event
 
 
 def map_event(event: dict[str, Any], device_id: str, raw: bytes, files: dict[str, bytes] | None = None) -> list[Mapped]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from .common import (
-    CompatError, Mapped, base64_picture, bbox_of_points, body_digest, candidates, confidence, envelope, message_id,
-    number, text, timestamp, top, vehicle, without,
+    CompatError, Mapped, base64_picture, bbox_of_points, body_digest, candidates, confidence, envelope, listed,
+    message_id, number, text, timestamp, top, vehicle, without,
 )  # fmt: skip
 
 FORMAT = "openalpr"
@@ -31,7 +31,7 @@ def map_body(body: Any, device_id: str, raw: bytes) -> list[Mapped]:
         return [_heartbeat(body, device_id, raw)]
     if kind == "alpr_alert":
         return _alert(body, device_id)
-    raise CompatError(f"data_type {kind!r} is not one of alpr_group, alpr_results, heartbeat, alpr_alert.", "data_type")
+    raise CompatError(f"data_type {kind[:40]!r} is not one of alpr_group, alpr_results, heartbeat, alpr_alert.", "data_type")
 
 
 def _group(g: dict, device_id: str, alert: dict | None = None) -> Mapped:
@@ -97,7 +97,7 @@ def _results(r: dict, device_id: str) -> list[Mapped]:
 def _heartbeat(h: dict, device_id: str, raw: bytes) -> Mapped:
     at = timestamp(h.get("timestamp") or h.get("epoch_time"), "timestamp")
     ident = text(h.get("timestamp") or h.get("epoch_time")) or body_digest(raw)
-    streams = [s for s in h.get("video_streams") or [] if isinstance(s, dict)]
+    streams = [s for s in listed(h.get("video_streams")) if isinstance(s, dict)]
     fps = [f for f in (number(s.get("fps")) for s in streams) if f is not None]
     payload = {
         "cpu_percent": _percent(number(h.get("cpu_usage_percent"))),
@@ -105,7 +105,7 @@ def _heartbeat(h: dict, device_id: str, raw: bytes) -> Mapped:
         "disk_percent": _ratio(_used(h.get("disk_drive_total_bytes"), h.get("disk_drive_free_bytes")), h.get("disk_drive_total_bytes")),
         "uptime_s": number(h.get("daemon_uptime_seconds") or h.get("system_uptime_seconds")),
         "fps": round(sum(fps) / len(fps), 3) if fps else None,
-        "queue_depth": int(q) if (q := number(h.get("beanstalk_queue_size"))) is not None and q >= 0 else None,
+        "queue_depth": int(q) if (q := number(h.get("beanstalk_queue_size"))) is not None and 0 <= q < 2**63 else None,
         "firmware": text(h.get("agent_version") or h.get("openalpr_version"))[:100],
         FORMAT: h,
     }

@@ -8,11 +8,12 @@ the camera, the frame's time and file, and the plate's position in the frame.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .common import (
-    CompatError, Mapped, Picture, bbox_of_points, body_digest, candidates, confidence, envelope, message_id, text,
-    timestamp, top, vehicle, without,
+    CompatError, Mapped, Picture, bbox_of_points, body_digest, candidates, confidence, envelope, message_id, number,
+    text, timestamp, top, vehicle, without,
 )  # fmt: skip
 
 FORMAT = "platerecognizer"
@@ -74,7 +75,5 @@ def _score(value: Any) -> float | None:
 
 
 def _degrees(value: Any) -> float | None:
-    try:
-        return float(value) % 360 if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
+    degrees = number(value)
+    return degrees % 360 if degrees is not None and math.isfinite(degrees) else None

@@ -12,11 +12,13 @@ Mosquitto when that matters (docs/mqtt.md).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 
 from amqtt.broker import Broker
@@ -65,11 +67,19 @@ def _is_device_key(device_id: str, key: str) -> bool:
 
 
 class DeviceTopicPlugin(BaseTopicPlugin):
-    """A device may publish, subscribe and receive only under its own `lpr/v1/devices/<id>/`."""
+    """A device may publish, subscribe and receive only under its own `lpr/v1/devices/<id>/`, and only while
+    the key it logged in with is still its key: a rotation or a deactivation shuts an open session out within
+    RECHECK_S (amqtt offers no way to close a session from outside)."""
+
+    RECHECK_S = 2.0
 
     @dataclass
     class Config:
         pass
+
+    def __init__(self, context) -> None:
+        super().__init__(context)
+        self._checked: dict[tuple[str, str], tuple[bool, float]] = {}
 
     async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
                               action: Action | None = None) -> bool:  # fmt: skip
@@ -77,7 +87,17 @@ class DeviceTopicPlugin(BaseTopicPlugin):
             return False
         if session.username == BRIDGE_USERNAME:
             return True
-        return topic.startswith(f"{topics.ROOT}/{session.username}/")
+        return topic.startswith(f"{topics.ROOT}/{session.username}/") and await self._still_valid(session)
+
+    async def _still_valid(self, session: Session) -> bool:
+        entry = (session.username or "", hashlib.sha256((session.password or "").encode()).hexdigest())
+        valid, at = self._checked.get(entry, (False, float("-inf")))
+        if time.monotonic() - at > self.RECHECK_S:
+            if len(self._checked) > 10_000:  # one entry per device login; forget them now and then
+                self._checked.clear()
+            valid = await sync_to_async(_is_device_key, thread_sensitive=False)(session.username or "", session.password or "")
+            self._checked[entry] = (valid, time.monotonic())
+        return valid
 
 
 class EmbeddedBroker:

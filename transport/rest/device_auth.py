@@ -35,7 +35,9 @@ def presented(request: HttpRequest, schemes: tuple[str, ...] = ("Device",)) -> a
 
 def _check(request: HttpRequest, methods: tuple[str, ...], max_bytes: int | None) -> HttpResponse | None:
     if request.method not in methods:
-        return error_response("method_not_allowed", f"Use {' or '.join(methods)}.")
+        response = error_response("method_not_allowed", f"Use {' or '.join(methods)}.")
+        response["Allow"] = ", ".join(methods)  # HTTP requires it on a 405
+        return response
     if _too_large(request, max_bytes):
         return refuse(request, "too_large", f"Body is {_length(request)} bytes; the limit is {max_bytes}.", read_body=False)
     return None

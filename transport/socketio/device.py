@@ -22,10 +22,11 @@ from devices.models import Device
 from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
 from transport.batching import MicroBatcher
-from transport.ws.device import authenticate, still_authorised, token_from_scope
+from transport.ws.device import authenticate, revocation, token_from_scope
 from transport.ws.lifecycle import every, stop
 from transport.ws.video import LatestFrame, is_jpeg
 
+from . import server
 from .server import NAMESPACE, room, sio
 
 VIA = "socketio"
@@ -89,10 +90,12 @@ class DeviceNamespace(socketio.AsyncNamespace):
 
     async def _tick(self, sid: str, conn: _Connection) -> bool:
         """Keep the presence entry fresh and the camera's stream matching its viewers (silence is Engine.IO's job)."""
-        if not await still_authorised(conn.device):
+        if (error := await revocation(conn.device)) is not None:
             # Key rotated or device deactivated: its tokens no longer hold. In a task of its own, because
             # the disconnect handler stops this very ticker.
-            asyncio.get_running_loop().create_task(self.disconnect(sid))
+            detail = "The device key was rotated." if error == "unauthenticated" else "The device was deactivated."
+            refusal = {"error": error, "detail": detail, "close_code": live.REVOKED_CLOSE_CODES[error]}
+            asyncio.get_running_loop().create_task(server.disconnect([sid], refusal))
             return False
         await presence.refreshed(conn.device.id, VIA, sid)
         await self._sync_video(sid, conn)

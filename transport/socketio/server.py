@@ -47,6 +47,13 @@ async def emit_to_device(device_id: str, event: str, data: dict) -> None:
     await sio.emit(event, data, to=room(device_id), namespace=NAMESPACE)
 
 
+async def disconnect(sids: list[str], refusal: dict) -> None:
+    """Tell each connection why (`revoked`: `{"error", "detail", "close_code"}`) and close it, on any process."""
+    for sid in sids:
+        await sio.emit("revoked", refusal, to=sid, namespace=NAMESPACE)
+        await sio.disconnect(sid, namespace=NAMESPACE)
+
+
 def mount(other_app):
     """Serve `/socket.io/` with the Socket.IO server and everything else with `other_app`."""
     from . import device  # noqa: F401  registers the /device namespace handlers

@@ -1,4 +1,4 @@
-"""`/ws/dashboard/`: the live event stream for logged-in operators (frame shape in transport.live).
+"""`/ws/dashboard/`: the live event stream for signed-in operators (frame shape in transport.live).
 
 Events arrive from the channel layer already encoded (JSON lists, see
 transport.live.dashboard_message) and leave as they came, joined into frames:
@@ -24,7 +24,9 @@ from django.conf import settings
 
 from transport import live, metrics
 
-CLOSE_UNAUTHENTICATED, CLOSE_TOO_SLOW = 4401, 4408
+from . import operators
+
+CLOSE_TOO_SLOW = 4408
 WINDOW = 8  # frames sent and not yet answered
 FRAME_MAX_EVENTS = live.GROUP_SEND_CHUNK
 MAX_WAITING_EVENTS = 2000
@@ -35,10 +37,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     pacer: live.Pacer | None = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
         await self.accept()
-        if user is None or not user.is_authenticated:
-            await self.close(CLOSE_UNAUTHENTICATED)
+        if (code := await operators.refusal(self.scope.get("user"))) is not None:
+            await self.close(code)
             return
         self.unanswered, self.waiting, self.shut_since, self.closing = 0, [], None, False
         self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop(), max_items=MAX_PENDING_CHUNKS)

@@ -45,13 +45,17 @@ async def authenticate(token: str, via: str) -> Device | auth.AuthError:
         return exc
 
 
-def _still_authorised(device: Device) -> bool:
-    return Device.objects.filter(pk=device.pk, key_version=device.key_version, active=True).exists()
+def _revocation(device: Device) -> str | None:
+    now = Device.objects.filter(pk=device.pk).values_list("key_version", "active").first()
+    if now is None or now[0] != device.key_version:
+        return "unauthenticated"
+    return None if now[1] else "forbidden"
 
 
-async def still_authorised(device: Device) -> bool:
-    """False once the key was rotated (which revokes its tokens) or the device deactivated."""
-    return await database_sync_to_async(_still_authorised)(device)
+async def revocation(device: Device) -> str | None:
+    """Why the connection's token no longer holds: `unauthenticated` once the key was rotated (or the device
+    removed), `forbidden` once the device is deactivated; None while it holds."""
+    return await database_sync_to_async(_revocation)(device)
 
 
 class DeviceConsumer(LeavesOnce, AsyncWebsocketConsumer):
@@ -119,7 +123,20 @@ class DeviceConsumer(LeavesOnce, AsyncWebsocketConsumer):
             self.video_on = frame.get("action") == "start"
         await self.send_frame(frame)
 
-    # --- ping, presence, silence ---
+    async def device_revoke(self, message: dict) -> None:
+        """Key rotated or device deactivated (live.arevoke): checked here, since a newer connection may hold."""
+        await self._closed_if_revoked()
+
+    # --- ping, presence, silence, revocation ---
+
+    async def _closed_if_revoked(self) -> bool:
+        error = await revocation(self.device)
+        if error is None:
+            return False
+        self.leave_reason = "revoked"
+        await presence.disconnected(self.device.id, VIA, self.channel_name)  # gone before the camera hears it
+        await self.close(CLOSE_UNAUTHENTICATED if error == "unauthenticated" else CLOSE_FORBIDDEN)
+        return True
 
     async def _tick(self) -> bool:
         if time.monotonic() - self.last_heard > settings.REALTIME_SILENT_TIMEOUT_S:
@@ -127,10 +144,7 @@ class DeviceConsumer(LeavesOnce, AsyncWebsocketConsumer):
             await presence.disconnected(self.device.id, VIA, self.channel_name)  # gone before the camera hears it
             await self.close(CLOSE_SILENT)
             return False
-        if not await still_authorised(self.device):
-            self.leave_reason = "revoked"
-            await presence.disconnected(self.device.id, VIA, self.channel_name)
-            await self.close(CLOSE_UNAUTHENTICATED)
+        if await self._closed_if_revoked():
             return False
         sent_at = timezone.now().isoformat()
         self.pings = {k: v for k, v in self.pings.items() if time.monotonic() - v < 300}

@@ -25,13 +25,14 @@ from devices import presence
 from devices.models import Device
 from transport import live
 
+from . import operators
 from .lifecycle import LeavesOnce, every, stop
 
 log = logging.getLogger(__name__)
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 WINDOW = 2
-CLOSE_UNAUTHENTICATED, CLOSE_NOT_FOUND = 4401, 4404
+CLOSE_NOT_FOUND = 4404
 
 
 def is_jpeg(data: bytes) -> bool:
@@ -66,11 +67,10 @@ class VideoViewerConsumer(LeavesOnce, AsyncWebsocketConsumer):
     device_id: str = ""
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
         device_id = self.scope["url_route"]["kwargs"]["device_id"]
         await self.accept()
-        if user is None or not user.is_authenticated:
-            await self.close(CLOSE_UNAUTHENTICATED)
+        if (code := await operators.refusal(self.scope.get("user"))) is not None:
+            await self.close(code)
             return
         if not await Device.objects.filter(pk=device_id).aexists():
             await self.close(CLOSE_NOT_FOUND)

@@ -1,8 +1,8 @@
-from daphne.cli import CommandLineInterface
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from devices import watch
+from lpr_server.access_log import DaphneCLI
 from transport.mqtt.service import start_beside_server
 
 
@@ -12,7 +12,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--access-log", action="store_true", help="log every request to stdout (costs throughput)")
+        parser.add_argument("--access-log", action="store_true",
+                            help="log every request to stdout, keys and tokens in URLs masked (costs throughput)")
         parser.add_argument("--no-mqtt", action="store_true", help="start no MQTT bridge or broker (run_mqtt_bridge runs elsewhere)")
         parser.add_argument("--no-watch", action="store_true", help="run no device watch loop here (run_device_watch runs elsewhere)")
 
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         stop_watch = None if no_watch else watch.start_thread(settings.DEVICE_WATCH_INTERVAL_S)
         try:
             # Cameras hold their WebSocket for weeks: no Daphne-imposed lifetime (its default closes them after 24 h).
-            CommandLineInterface().run(
+            DaphneCLI().run(
                 ["-b", host, "-p", str(port), "--proxy-headers", "--websocket_timeout", "-1", *logging,
                  "lpr_server.asgi:application"]
             )  # fmt: skip
