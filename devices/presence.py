@@ -15,6 +15,8 @@ Video viewers: `viewer_joined` / `viewer_left` answer how many remain.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import threading
 import time
 import weakref
@@ -26,6 +28,9 @@ from django.utils import timezone
 from .models import Device
 
 KEY_PREFIX = "lpr:presence:"
+WARN_EVERY_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def entry_ttl_s() -> float:
@@ -74,8 +79,49 @@ class _MemoryRoster:
         return self.members(key)
 
 
+def _degrades(fallback):
+    """With Redis away, a roster call logs (now and then) and answers `fallback` (nobody there: a value, or a
+    function of the call's arguments) instead of raising. Presence only steers pushes and video; a camera must
+    still connect and send while Redis is down. Entries come back with the next refresh (every ping tick)."""
+    import redis
+
+    def warn(exc: Exception) -> None:
+        now = time.monotonic()
+        if now - _warned[0] >= WARN_EVERY_S:
+            _warned[0] = now
+            log.warning("presence: Redis unreachable (%s); rosters read as empty until it is back", exc)
+
+    def decorate(method):
+        if asyncio.iscoroutinefunction(method):
+
+            @functools.wraps(method)
+            async def async_call(*args, **kwargs):
+                try:
+                    return await method(*args, **kwargs)
+                except (redis.RedisError, OSError) as exc:
+                    warn(exc)
+                    return fallback(*args, **kwargs) if callable(fallback) else fallback
+
+            return async_call
+
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except (redis.RedisError, OSError) as exc:
+                warn(exc)
+                return fallback(*args, **kwargs) if callable(fallback) else fallback
+
+        return call
+
+    return decorate
+
+
+_warned = [float("-inf")]
+
+
 class _RedisRoster:
-    """Sorted sets scored by expiry; each call is one MULTI round trip."""
+    """Sorted sets scored by expiry; each call is one MULTI round trip. Degrades to "nobody" while Redis is away."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -112,35 +158,42 @@ class _RedisRoster:
         pipe.zremrangebyscore(key, "-inf", time.time())
         pipe.zcard(key)
 
+    @_degrades(0)
     def join(self, key: str, member: str, ttl: float) -> int:
         pipe = self._client().pipeline()
         self._join(pipe, key, member, ttl)
         return pipe.execute()[2]
 
+    @_degrades(0)
     def leave(self, key: str, member: str) -> int:
         pipe = self._client().pipeline()
         self._leave(pipe, key, member)
         return pipe.execute()[2]
 
+    @_degrades(lambda *_: [])
     def members(self, key: str) -> list[str]:
         return [m.decode() for m in self._client().zrangebyscore(key, time.time(), "+inf")]
 
+    @_degrades(lambda self, keys: [[] for _ in keys])
     def members_many(self, keys: list[str]) -> list[list[str]]:
         pipe, now = self._client().pipeline(transaction=False), time.time()
         for key in keys:
             pipe.zrangebyscore(key, now, "+inf")
         return [[m.decode() for m in found] for found in pipe.execute()]
 
+    @_degrades(0)
     async def ajoin(self, key: str, member: str, ttl: float) -> int:
         pipe = self._aclient().pipeline()
         self._join(pipe, key, member, ttl)
         return (await pipe.execute())[2]
 
+    @_degrades(0)
     async def aleave(self, key: str, member: str) -> int:
         pipe = self._aclient().pipeline()
         self._leave(pipe, key, member)
         return (await pipe.execute())[2]
 
+    @_degrades(lambda *_: [])
     async def amembers(self, key: str) -> list[str]:
         return [m.decode() for m in await self._aclient().zrangebyscore(key, time.time(), "+inf")]
 

@@ -178,10 +178,14 @@ def _logged(sql: str) -> Iterator[None]:
         connection.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})
 
 
-def server_cursor() -> psycopg.Cursor:
-    """A server-side-binding psycopg cursor on Django's connection (Django's own binds client-side)."""
+@contextmanager
+def server_cursor() -> Iterator[psycopg.Cursor]:
+    """A server-side-binding psycopg cursor on Django's connection (Django's own binds client-side). Its errors are
+    raised as Django's, as its own cursors' are: a connection lost mid-write must read as OperationalError (an
+    outage, answered `unavailable`), never as an unknown error (a 500; the MQTT bridge refused and lost the message)."""
     connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
 
 
 def _columns(model: type[models.Model], fields: Sequence[str]) -> list:

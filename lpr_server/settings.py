@@ -110,7 +110,7 @@ REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "transport.channel_layer.ResilientRedisChannelLayer",  # rides out a Redis outage
             # redis-py 8 reads with a 5 s socket timeout by default, the very length of channels-redis's
             # blocking pop: an idle consumer's read could time out and crash it. Give reads room.
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 1000, "expiry": 30},
@@ -126,6 +126,9 @@ CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task whose worker died unannounced (SIGKILL, a lost machine) goes back to the Redis queue after this long. It must
+# exceed the longest task plus its countdown (webhook retries back off up to ALERT_WEBHOOK_BACKOFF_MAX_S).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.float("CELERY_VISIBILITY_TIMEOUT_S", default=3600.0)}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     "detections-purge-expired": {"task": "detections.purge_expired", "schedule": 24 * 3600.0},

@@ -5,9 +5,17 @@ No Django import at module level: tests/edge uses this module too.
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -34,3 +42,35 @@ def server_database_url(**overrides: Any) -> str:
 
     s = {**connection.settings_dict, **overrides}
     return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class FaultProxyProcess:
+    """`python -m edge.faultproxy` in front of `target` (e.g. PostgreSQL), steered over its control port:
+    `proxy.act("drop", on=1)`, `act("cut")`, `act("blackhole", on=1)`, `act("restore")`."""
+
+    def __init__(self, target: str = "127.0.0.1:5432") -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge.faultproxy", "--target", target], cwd=REPO,
+                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
+        ports = json.loads(self.proc.stdout.readline())
+        self.port, self._control = ports["listen"], f"http://127.0.0.1:{ports['control']}"
+
+    def act(self, action: str, **query: Any) -> dict:
+        return requests.post(f"{self._control}/{action}", params=query, timeout=5).json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+ARTIFACTS = REPO / "test-artifacts" / "reliability"
+
+
+def record_figures(area: str, name: str, **values: Any) -> None:
+    """Keep a test's counts in test-artifacts/reliability/<area>.json (docs/reliability.md quotes them)."""
+    from datetime import datetime, timezone
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{area}.json"
+    entries = json.loads(path.read_text()).get("entries", {}) if path.exists() else {}
+    entries[name] = {**values, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path.write_text(json.dumps({"entries": dict(sorted(entries.items()))}, indent=2) + "\n")

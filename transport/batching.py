@@ -67,6 +67,8 @@ async def write(items: list[Inbound]) -> list[Ack]:
 class MicroBatcher(Generic[Token]):
     """One connection's queue of `(Inbound, token)`; `deliver(tokens, acks)` is awaited after each commit."""
 
+    waiting_in_process = 0  # queued on every connection of this process, not yet taken by a writer (for /metrics)
+
     def __init__(self, deliver: Callable[[list[Token], list[Ack]], Awaitable[None]]) -> None:
         self.deliver = deliver
         self.queue: list[tuple[Inbound, Token]] = []
@@ -80,6 +82,7 @@ class MicroBatcher(Generic[Token]):
             detail = "Too many messages awaiting storage on this connection; resend later."
             return Ack(envelope.message_id_of(item.body), pipeline.THROTTLED, "throttled", detail, retry_after=1)
         self.queue.append((item, token))
+        MicroBatcher.waiting_in_process += 1
         self.idle.clear()
         _scheduler().wake(self)
         return None
@@ -145,6 +148,7 @@ class _Scheduler:
             del self.ready[conn]
             self.waiting -= len(conn.queue)  # what is left over waits with the connection until its write is done
             part, conn.queue = conn.queue[:room], conn.queue[room:]
+            MicroBatcher.waiting_in_process -= len(part)
             conn.in_flight = True
             taken.append((conn, part))
             room -= len(part)
@@ -194,4 +198,4 @@ def _unavailable(item: Inbound) -> Ack:
 
 def backlog() -> int:
     """Messages queued on this process's real-time connections and waiting for a writer (for /metrics)."""
-    return sum(scheduler.waiting for scheduler in list(_schedulers.values()))
+    return MicroBatcher.waiting_in_process

@@ -136,10 +136,13 @@ def _throttle(batch: _Batch) -> None:
             per_device.setdefault(item.device.id, []).append(i)
     for indexes in per_device.values():
         device = batch.items[indexes[0]].device
-        wait = limiter.take(device.id, len(indexes), device.rate_limit_per_s)
+        if batch.items[indexes[0]].via == "rest":  # one request: refused whole, with one 429
+            granted, wait = 0, limiter.take(device.id, len(indexes), device.rate_limit_per_s)
+        else:  # frames a real-time writer or the bridge happened to batch: those that fit go through
+            granted, wait = limiter.take_some(device.id, len(indexes), device.rate_limit_per_s)
         if wait:
             retry_after = max(1, round(wait + 0.5))
-            for i in indexes:
+            for i in indexes[granted:]:
                 batch.acks[i] = Ack(
                     envelope.message_id_of(batch.items[i].body),
                     THROTTLED,

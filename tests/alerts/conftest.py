@@ -39,24 +39,34 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def pool_children(self) -> list[int]:
+        """The pool's processes (prefork pool)."""
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, main process and pool alike (a lost machine, an OOM kill of the group)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                self.kill()
 
 
-def start_worker(log_dir: Path, **env_overrides: str) -> Worker:
+def start_worker(log_dir: Path, pool: str = "threads", concurrency: int = 4, **env_overrides: str) -> Worker:
     from django.conf import settings
 
     env = {**os.environ, "DATABASE_URL": server_database_url(), "REDIS_URL": settings.REDIS_URL, "LOG_LEVEL": "INFO",
            "PYTHONUNBUFFERED": "1", **WORKER_ENV, **env_overrides}  # fmt: skip
     env.pop("DJANGO_SETTINGS_MODULE", None)
     log_path = log_dir / f"worker-{time.monotonic_ns()}.log"
-    cmd = [sys.executable, "-m", "celery", "-A", "lpr_server", "worker", "--concurrency", "4", "--pool", "threads",
+    cmd = [sys.executable, "-m", "celery", "-A", "lpr_server", "worker", "--concurrency", str(concurrency), "--pool", pool,
            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -14,6 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -47,11 +49,12 @@ def _no_bridge_outlives_its_test(request):
 class BridgeProcess:
     """`manage.py run_mqtt_bridge` in a subprocess; its log is kept in a file the test can read."""
 
-    def __init__(self, log_dir: Path, url: str, client_id: str, *args: str, database_url: str | None = None):
+    def __init__(self, log_dir: Path, url: str, client_id: str, *args: str, database_url: str | None = None,
+                 env: dict[str, str] | None = None):  # fmt: skip
         self.log_path = log_dir / f"bridge-{client_id}-{uuid.uuid4().hex[:6]}.log"
         self.args = ["--url", url, "--client-id", client_id, *args]
         env = {**os.environ, "DATABASE_URL": database_url or server_database_url(), "LOG_LEVEL": "INFO",
-               "PYTHONUNBUFFERED": "1", "DB_CONN_MAX_AGE": "60"}  # fmt: skip
+               "PYTHONUNBUFFERED": "1", "DB_CONN_MAX_AGE": "60", **(env or {})}  # fmt: skip
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "run_mqtt_bridge", *self.args],
@@ -181,6 +184,64 @@ class Camera:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class Stream:
+    """Publishes envelopes at QoS 1 from a background thread, spread over the given devices."""
+
+    def __init__(self, port: int, devices, count: int, per_s: float):
+        from tests.factories import envelope
+
+        self.envelopes = [envelope(devices[i % len(devices)].id, protocol="mqtt") for i in range(count)]
+        self.devices, self.per_s = devices, per_s
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"stream-{uuid.uuid4().hex[:8]}")
+        self.client.max_inflight_messages_set(0)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.2, 1)  # back soon after a broker restart; what was unacked is resent
+        self.pubacked: set[int] = set()
+        self.client.on_publish = lambda client, userdata, mid, rc, props: self.pubacked.add(mid)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.infos: list = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        for n, env in enumerate(self.envelopes):
+            topic = f"lpr/v1/devices/{env['edge_device_id']}/up/detection"
+            self.infos.append(self.client.publish(topic, json.dumps(env), qos=1))
+            delay = start + (n + 1) / self.per_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def finish(self, timeout: float = 60) -> None:
+        self.thread.join(timeout)
+        # The broker has every message: from here on it owns them. (Not wait_for_publish: it raises for a message
+        # published while the broker was away, which paho keeps and sends once reconnected.)
+        mids = {info.mid for info in self.infos}
+        wait_until(lambda: mids <= self.pubacked, timeout, what="every PUBACK")
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def stored(self) -> int:
+        from transport.models import Message
+
+        return Message.objects.filter(device__in=self.devices).count()
+
+    def assert_each_stored_once(self, timeout: float = 90) -> dict:
+        """Wait for every message, check each is stored once; return the reconciliation's counts."""
+        from detections.models import Detection
+
+        wanted = len(self.envelopes)
+        wait_until(lambda: self.stored() >= wanted, timeout, every=0.2, what=f"{wanted} messages stored")
+        time.sleep(1.0)  # anything late (a redelivery stored twice) would show now
+        ids = [str(i) for i in Detection.objects.filter(device__in=self.devices).values_list("message_id", flat=True)]
+        sent = {e["message_id"] for e in self.envelopes}
+        assert self.stored() == wanted
+        assert len(ids) == wanted and set(ids) == sent
+        return {"sent": wanted, "stored": len(set(ids)), "lost": len(sent - set(ids)), "stored_twice": len(ids) - len(set(ids))}
+
 
 
 def assert_confined(camera: "Camera", watcher: "Camera", other_id: str) -> None:

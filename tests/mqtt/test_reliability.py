@@ -4,68 +4,18 @@ Each test runs its own Mosquitto (queues kept for the bridge's persistent
 session while it is away) and bridge subprocesses on the test database.
 """
 
-import json
 import re
-import subprocess
-import sys
-import threading
 import time
-import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
-import requests
 
-from detections.models import Detection
 from tests.factories import envelope
+from tests.support import FaultProxyProcess, record_figures
 from transport.models import Message
 
-from .conftest import REPO, BridgeProcess, Camera, server_database_url, wait_until
+from .conftest import BridgeProcess, Camera, Stream, server_database_url, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-class Stream:
-    """Publishes envelopes at QoS 1 from a background thread, spread over the given devices."""
-
-    def __init__(self, port: int, devices, count: int, per_s: float):
-        self.envelopes = [envelope(devices[i % len(devices)].id, protocol="mqtt") for i in range(count)]
-        self.devices, self.per_s = devices, per_s
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"stream-{uuid.uuid4().hex[:8]}")
-        self.client.max_inflight_messages_set(0)
-        self.client.max_queued_messages_set(0)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        self.infos: list = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        start = time.monotonic()
-        for n, env in enumerate(self.envelopes):
-            topic = f"lpr/v1/devices/{env['edge_device_id']}/up/detection"
-            self.infos.append(self.client.publish(topic, json.dumps(env), qos=1))
-            delay = start + (n + 1) / self.per_s - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-
-    def finish(self, timeout: float = 60) -> None:
-        self.thread.join(timeout)
-        for info in self.infos:
-            info.wait_for_publish(timeout)  # the broker has every message: from here on it owns them
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def stored(self) -> int:
-        return Message.objects.filter(device__in=self.devices).count()
-
-    def assert_each_stored_once(self, timeout: float = 90) -> None:
-        wanted = len(self.envelopes)
-        wait_until(lambda: self.stored() >= wanted, timeout, every=0.2, what=f"{wanted} messages stored")
-        time.sleep(1.0)  # anything late (a redelivery stored twice) would show now
-        ids = list(Detection.objects.filter(device__in=self.devices).values_list("message_id", flat=True))
-        assert self.stored() == wanted
-        assert len(ids) == wanted and {str(i) for i in ids} == {e["message_id"] for e in self.envelopes}
 
 
 @pytest.fixture
@@ -87,20 +37,16 @@ def test_bridge_killed_mid_stream_loses_nothing_and_stores_nothing_twice(fast_de
     stream.finish()
 
     assert 0 < at_kill < 2000
-    stream.assert_each_stored_once()
+    record_figures("outages", "mqtt_bridge_sigkilled_mid_stream", **stream.assert_each_stored_once())
     assert restarted.terminate() == 0
 
 
 @pytest.fixture
 def db_proxy():
     """A TCP proxy in front of PostgreSQL that the test can cut (edge/faultproxy.py, run as a process)."""
-    proc = subprocess.Popen([sys.executable, "-m", "edge.faultproxy", "--target", "127.0.0.1:5432"], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
-    ports = json.loads(proc.stdout.readline())
-    control = f"http://127.0.0.1:{ports['control']}"
-    yield ports["listen"], lambda action, **q: requests.post(f"{control}/{action}", params=q, timeout=5).json()
-    proc.terminate()
-    proc.wait(10)
+    proxy = FaultProxyProcess()
+    yield proxy.port, proxy.act
+    proxy.stop()
 
 
 def test_database_outage_under_load_loses_nothing(fast_devices, mosquitto, tmp_path, db_proxy):
@@ -121,7 +67,7 @@ def test_database_outage_under_load_loses_nothing(fast_devices, mosquitto, tmp_p
     stream.finish()
 
     assert during == before < 1500  # nothing was stored while the database was away
-    stream.assert_each_stored_once()
+    record_figures("outages", "mqtt_postgres_down_under_load", **stream.assert_each_stored_once())
     assert bridge.terminate() == 0
 
 
@@ -143,7 +89,7 @@ def test_a_bridge_killed_while_the_database_is_down_leaves_its_batch_to_the_next
     BridgeProcess(tmp_path, broker.url, "outage-kill", database_url=database_url).wait_subscribed()
     stream.finish()
 
-    stream.assert_each_stored_once()
+    record_figures("outages", "mqtt_bridge_sigkilled_during_postgres_outage", **stream.assert_each_stored_once())
 
 
 def test_refused_input_is_acked_so_a_restarted_bridge_does_not_see_it_again(device, mosquitto, tmp_path):

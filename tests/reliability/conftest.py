@@ -3,52 +3,34 @@
 The tests run Daphne, MQTT bridges, Celery workers and redis-server as
 subprocesses on the pytest-django test database, so they are
 `django_db(transaction=True)`. Each test records what it sent, what was
-stored and what was refused with `figures.record(...)`; at the end of the
-session the figures go to test-artifacts/reliability/<area>.json, which
-docs/reliability.md quotes.
+stored and what was refused with `figures.record(...)` into
+test-artifacts/reliability/<area>.json, which docs/reliability.md quotes.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import subprocess
-from collections import defaultdict
-from datetime import datetime, timezone
+import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.mqtt.conftest import RUNNING, BridgeProcess, Mosquitto
 from tests.realtime.conftest import Server, operator_cookie, start_server, token_for  # noqa: F401 (fixtures)
-from tests.support import free_port, wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts" / "reliability"
-
+from tests.support import free_port, record_figures, wait_until
 
 class Figures:
-    """Counts per area ("fuzz", "limits", "outages"), written as JSON when the session ends."""
+    """`figures.record(area, name, **counts)`: kept in test-artifacts/reliability/<area>.json."""
 
-    def __init__(self) -> None:
-        self.areas: dict[str, dict[str, dict]] = defaultdict(dict)
-
-    def record(self, area: str, name: str, **values) -> None:
-        self.areas[area][name] = values
-
-    def write(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        for area, entries in self.areas.items():
-            (directory / f"{area}.json").write_text(json.dumps({"written_at": at, "entries": entries}, indent=2) + "\n")
+    record = staticmethod(record_figures)
 
 
 @pytest.fixture(scope="session")
-def figures():
-    book = Figures()
-    yield book
-    book.write(ARTIFACTS)
+def figures() -> Figures:
+    return Figures()
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +50,19 @@ def server(redis_db, tmp_path_factory) -> Server:
     s = start_server(tmp_path_factory.mktemp("reliability-server"))
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_bridge(django_db_setup, django_db_blocker, tmp_path_factory) -> tuple[Mosquitto, BridgeProcess]:
+    """A private Mosquitto and a `run_mqtt_bridge` subprocess on the test database, shared by the session."""
+    directory = tmp_path_factory.mktemp("mqtt")
+    broker = Mosquitto(directory)
+    with django_db_blocker.unblock():
+        bridge = BridgeProcess(directory, broker.url, f"reliability-{uuid.uuid4().hex[:6]}")
+    RUNNING.remove(bridge)  # lives for the session, not the test that first asked for it
+    yield broker, bridge.wait_subscribed()
+    bridge.kill()
+    broker.stop()
 
 
 @pytest.fixture

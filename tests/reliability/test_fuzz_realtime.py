@@ -91,8 +91,8 @@ def test_websocket_answers_every_bad_frame_and_stays_open(server, fast_device, t
     assert stored(device) == accepted | {after_id}
     assert refusals_since("websocket", start) == statuses["rejected"] + errors
     assert still_answers(server)
-    figures.record("fuzz", "websocket", frames=len(frames) + errors + 1, rejected=statuses["rejected"],
-                   error_frames=errors, accepted=statuses["accepted"], closed_over_1_mib=too_big,
+    figures.record("fuzz", "websocket", inputs=len(frames) + errors + 2, refused=statuses["rejected"] + errors + 1,
+                   of_which_binary=errors, of_which_over_1_mib_closed=1, accepted=statuses["accepted"] + 1,
                    stored=len(stored(device)), kinds=kinds_of(frames))  # fmt: skip
 
 
@@ -162,6 +162,7 @@ def test_socketio_answers_every_bad_event_and_stays_connected(server, fast_devic
     assert len(errors) == 5 and {e["error"] for e in errors} == {"unsupported_media_type"}
     assert refusals_since("socketio", start) == statuses["rejected"] + len(odd) + len(errors)
     assert still_answers(server)
-    figures.record("fuzz", "socketio", events=len(frames) + len(odd) + 5 + 1, rejected=statuses["rejected"] + 3,
-                   error_events=len(errors), accepted=statuses["accepted"], disconnected_over_1_mib=dropped,
-                   stored=len(stored(device)), kinds=kinds_of(frames))  # fmt: skip
+    figures.record("fuzz", "socketio", inputs=len(frames) + len(odd) + len(errors) + 2,
+                   refused=statuses["rejected"] + len(odd) + len(errors) + 1, of_which_frame_events=len(errors),
+                   of_which_over_1_mib_disconnected=1, accepted=statuses["accepted"] + 1, stored=len(stored(device)),
+                   kinds=kinds_of(frames))  # fmt: skip

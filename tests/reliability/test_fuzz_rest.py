@@ -85,7 +85,7 @@ def test_ingest_answers_every_bad_body_in_the_contract_form_and_stores_only_the_
     assert stored_ids(device) == tally.accepted
     assert refusals_since(start) == tally.errors
     assert still_answers(server)
-    figures.record("fuzz", "rest_ingest", requests=tally.sent, refused=tally.errors, accepted=len(tally.accepted),
+    figures.record("fuzz", "rest_ingest", inputs=tally.sent, refused=tally.errors, accepted=len(tally.accepted),
                    stored=len(stored_ids(device)), statuses=tally.statuses, kinds=kinds_of(frames))  # fmt: skip
 
 
@@ -128,9 +128,9 @@ def test_batches_with_bad_bodies_and_bad_items_store_only_the_good_items(server,
     assert stored_ids(device) == tally.accepted
     assert refusals_since(start) == tally.errors + item_results["rejected"]
     assert still_answers(server)
-    figures.record("fuzz", "rest_batch", requests=tally.sent, refused_bodies=tally.errors, items=len(items),
-                   items_rejected=item_results["rejected"], items_accepted=item_results["accepted"],
-                   stored=len(stored_ids(device)), kinds=kinds_of(frames))  # fmt: skip
+    figures.record("fuzz", "rest_batch", inputs=tally.errors + len(items), requests=tally.sent,
+                   refused=tally.errors + item_results["rejected"], of_which_whole_bodies=tally.errors,
+                   accepted=item_results["accepted"], stored=len(stored_ids(device)), kinds=kinds_of(frames))  # fmt: skip
 
 
 def _compat_bodies(rng: random.Random) -> list[tuple[str, str, bytes, bool]]:
@@ -174,5 +174,5 @@ def test_camera_format_endpoints_survive_noise_and_mangled_samples(server, fast_
     assert stored_ids(device) == tally.accepted and len(tally.accepted) >= 4  # at least each sample itself
     assert refusals_since(start) == tally.errors
     assert still_answers(server)
-    figures.record("fuzz", "rest_compat", requests=tally.sent, refused=tally.errors, accepted=len(tally.accepted),
-                   stored=len(stored_ids(device)), statuses=tally.statuses)  # fmt: skip
+    figures.record("fuzz", "rest_compat", inputs=tally.sent, refused=tally.errors, answered_2xx=tally.sent - tally.errors,
+                   accepted=len(tally.accepted), stored=len(stored_ids(device)), statuses=tally.statuses)  # fmt: skip

@@ -60,7 +60,8 @@ class Bridge:
         session = Session(client_id, persistent=True, expiry_s=session_expiry_s,
                           receive_maximum=limits.receive_maximum, manual_ack=True)  # fmt: skip
         self.connection = Connection(
-            address, session, [topics.uplink_subscription(group), topics.STATUS], on_message=self.inbox.put
+            address, session, [topics.uplink_subscription(group), topics.STATUS], on_message=self.inbox.put,
+            backlog=self.inbox.qsize, max_backlog=limits.receive_maximum,  # stops reading, not growing, when storage lags
         )
         self.handled = 0
         self._db_checked_at = 0.0

@@ -24,7 +24,8 @@ from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
+# Capped low: after a broker restart the bridge must be back within seconds, and a retry every 5 s costs nothing.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 5.0
 KEEPALIVE_S = 30
 READ_CHUNK = 64 * 1024
 STOP_FLUSH_S = 5.0
@@ -143,13 +144,22 @@ class _Client(mqtt.Client):
 
 
 class Connection:
-    """One paho client driven by its own network thread, reconnecting with backoff (1 s doubling to 30 s).
+    """One paho client driven by its own network thread, reconnecting with backoff (1 s doubling to 5 s).
 
     Every publish and PUBACK goes through an outbox that the network thread
     drains between reads: paho is then only ever touched from one thread, and
     a batch of acks costs no cross-thread wake-up per packet (calling paho's
     publish from a worker thread while its network thread runs halves the
     rate at which the bridge can answer).
+
+    Flow control: with `backlog` (how many received messages the consumer
+    has not taken yet) the thread stops reading once it reaches
+    `max_backlog`, and only sends (acks, pings) until the consumer catches
+    up. The broker's Receive Maximum bounds unacknowledged QoS 1 messages on
+    MQTT 5; this bounds everything else (QoS 0, MQTT 3.1.1 brokers), so a
+    slow database never turns into a growing queue here. A pause longer
+    than the keepalive drops the connection; the broker then redelivers
+    what was not acknowledged.
     """
 
     def __init__(
@@ -159,8 +169,11 @@ class Connection:
         subscriptions: Iterable[str] = (),
         on_message: Callable[[Received], None] | None = None,
         will: tuple[str, bytes] | None = None,
+        backlog: Callable[[], int] | None = None,
+        max_backlog: int = 0,
     ) -> None:
         self.address, self.session = address, session
+        self.backlog, self.max_backlog = backlog, max_backlog
         self.subscriptions = list(subscriptions)
         self.on_message = on_message
         self.generation = 0
@@ -242,6 +255,8 @@ class Connection:
                 continue
             while not self._stopping.is_set():
                 self._drain_outbox()
+                if self._held_back():
+                    continue
                 busy = self._unsettled or self._outbox or self._client.unsent()
                 if not self._step(0.002 if busy else 0.05):
                     break
@@ -254,13 +269,28 @@ class Connection:
             self._stopping.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
+    def _held_back(self) -> bool:
+        """True (after sending what is queued, and a ping when due) while the consumer has max_backlog messages
+        waiting: nothing is read meanwhile."""
+        if not self._consumer_full():
+            return False
+        client = self._client
+        client.loop_write()
+        client.loop_misc()
+        client.flush()
+        self._stopping.wait(0.01)
+        return True
+
+    def _consumer_full(self) -> bool:
+        return self.backlog is not None and self.backlog() >= self.max_backlog
+
     def _step(self, timeout: float) -> bool:
         """One turn of the network loop: send what is written, wait up to `timeout` for the broker, hand paho
         what was read (its select() would not wake for what is already buffered). False if the connection is lost."""
         client = self._client
         if not client.flush() or client.loop(timeout) != mqtt.MQTT_ERR_SUCCESS:
             return False
-        while client.buffered():
+        while client.buffered() and not self._consumer_full():  # each read may refill the buffer from the socket
             if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
                 return False
         return client.flush()
