@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 import weakref
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Callable, Iterator, Sequence
 
 import msgspec
@@ -100,10 +101,22 @@ def allocate_ids(model: type[models.Model], count: int) -> list[int]:
     """`count` fresh primary keys from the table's sequence (PostgreSQL), for rows written by `insert`."""
     if not count:
         return []
-    sql = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
+    sql = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
     with _logged(sql), server_cursor() as cursor:
-        cursor.execute(sql, [model._meta.db_table, model._meta.pk.column, count])
+        cursor.execute(sql, [_sequence_of(model), count])
         return [r[0] for r in cursor.fetchall()]
+
+
+_sequences: dict[tuple[str, type[models.Model]], str] = {}
+
+
+def _sequence_of(model: type[models.Model]) -> str:
+    key = (connection.settings_dict["NAME"], model)
+    if key not in _sequences:
+        with server_cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [model._meta.db_table, model._meta.pk.column])
+            _sequences[key] = cursor.fetchone()[0]
+    return _sequences[key]
 
 
 def _staging_table(table: str) -> str:
@@ -189,6 +202,11 @@ def server_cursor() -> Iterator[psycopg.Cursor]:
 
 
 def _columns(model: type[models.Model], fields: Sequence[str]) -> list:
+    return _fields_of(model, tuple(fields))
+
+
+@lru_cache(maxsize=256)
+def _fields_of(model: type[models.Model], fields: tuple[str, ...]) -> list:
     return [model._meta.get_field(name) for name in fields]
 
 
@@ -205,7 +223,12 @@ def _to_json(value: Any) -> str | None:
 
 
 def _names(columns: list) -> str:
-    return ", ".join(_q(f.column) for f in columns)
+    return _quoted_names(connection.vendor, tuple(f.column for f in columns))
+
+
+@lru_cache(maxsize=256)
+def _quoted_names(vendor: str, columns: tuple[str, ...]) -> str:
+    return ", ".join(_q(c) for c in columns)
 
 
 def _q(name: str) -> str:

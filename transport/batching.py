@@ -117,13 +117,21 @@ async def submit(items: list[Inbound]) -> list[Ack]:
 
 
 class _Scheduler:
-    """Hands the queues of ready connections to at most REALTIME_DB_WRITERS concurrent writes."""
+    """Hands the queues of ready connections to at most REALTIME_DB_WRITERS concurrent writes.
+
+    A write costs a few database round trips whatever its size, so while
+    messages keep coming a write starts at most every REALTIME_WRITE_GAP_MS,
+    collecting what arrived meanwhile, unless a full batch's worth is already
+    waiting. After a quiet spell the first message is written at once.
+    """
 
     def __init__(self) -> None:
         self.ready: dict[MicroBatcher, None] = {}  # ordered: first come, first written
         self.waiting = 0  # messages queued on ready connections
         self.busy = 0
         self.tasks: set[asyncio.Task] = set()
+        self.last_start = float("-inf")
+        self.deferred: asyncio.TimerHandle | None = None
 
     def wake(self, conn: MicroBatcher, added: int = 1) -> None:
         if not conn.in_flight:
@@ -132,14 +140,25 @@ class _Scheduler:
         self._start_writes()
 
     def _start_writes(self) -> None:
+        loop = asyncio.get_running_loop()
         while self.ready and self.busy < settings.REALTIME_DB_WRITERS:
             if self.busy and self.waiting < MESSAGES_PER_EXTRA_WRITER * self.busy:
                 return
+            start_at = self.last_start + settings.REALTIME_WRITE_GAP_MS / 1000
+            if self.waiting < MESSAGES_PER_EXTRA_WRITER and loop.time() < start_at:
+                if self.deferred is None:
+                    self.deferred = loop.call_at(start_at, self._start_deferred)
+                return
             taken = self._take(settings.BATCH_MAX_MESSAGES)
             self.busy += 1
-            task = asyncio.get_running_loop().create_task(self._write(taken))
+            self.last_start = loop.time()
+            task = loop.create_task(self._write(taken))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+    def _start_deferred(self) -> None:
+        self.deferred = None
+        self._start_writes()
 
     def _take(self, limit: int) -> list[tuple[MicroBatcher, list]]:
         taken, room = [], limit
