@@ -249,7 +249,7 @@ class Index:
         texts = [read.plate] + [c for c in read.candidates if c and c != read.plate]
         for rule in self.exact.get(read.plate, ()):
             found[rule.entry_id] = (rule, read.plate)
-        for text in texts:
+        for text in texts if self.rules else ():  # lenient entries only: most lists hold exact plates alone
             folded = fold(text)
             counts = Counter(folded)
             for rule in self._lenient_candidates(folded):
