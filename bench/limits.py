@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 from psycopg.types.json import Jsonb
 
 from . import measure
-from .generators import WrkCameras
+from .generators import NodeCameras, WrkCameras
 from .phases import BARE_PATH, SATURATION, Run
 from .stack import say, wait_for
 
@@ -147,6 +147,19 @@ def publish(port: int, device_ids: list[str], messages: int) -> None:
         procs.append(proc)
     for proc in procs:
         proc.wait()
+
+
+def bare_echo(run: Run, transport: str) -> dict:
+    """The same cameras and window against the server's bare echo endpoint of `transport` (bench/echo.py)."""
+    say(f"limit: bare {transport} echo under the same Daphne, same cameras and window ({run.measure_s:g} s)")
+    gen = NodeCameras(run.work, f"echo_{transport}", transport, run.cameras[transport], run.stack.base,
+                      run.stack.mqtt_port, mode="saturate", warmup_s=run.warmup_s, measure_s=run.measure_s,
+                      echo=True, **SATURATION[transport])  # fmt: skip
+    run.sampler.add_client(gen.proc.pid)
+    result = gen.result()
+    rate = measure.answers_between(result.sent, *result.window_us) / run.measure_s
+    say(f"  {rate:,.0f} messages/s acked")
+    return {"messages_per_s": rate}
 
 
 def bare_view(run: Run) -> dict:

@@ -196,6 +196,8 @@ def run_phases(run: Run, selected: list[str], results: dict) -> None:
             results["limits"]["postgres"] = limits.postgres(
                 run.stack.database_url, [c.id for c in run.cameras[phase]], stored
             )
+        elif phase in ("websocket", "socketio"):
+            results["limits"][f"echo_{phase}"] = limits.bare_echo(run, phase)
         elif phase == "mqtt":
             results["limits"]["bare_paho"] = limits.bare_paho(run.stack.mqtt_port, [c.id for c in run.cameras[phase]],
                                                               BARE_PAHO_MESSAGES)  # fmt: skip

@@ -34,12 +34,17 @@ def limit_of(phase: str, limits: dict) -> tuple[str, float | None]:
         return "executemany rows/s", limits.get("postgres", {}).get("executemany_per_s")
     if phase == "mqtt":
         return "bare paho msg/s", limits.get("bare_paho", {}).get("messages_per_s")
+    if phase in ("websocket", "socketio"):
+        return "bare echo acks/s", limits.get(f"echo_{phase}", {}).get("messages_per_s")
     return "", None
 
 
 def rate_for_limit(phase: str, figures: dict) -> float | None:
-    """REST single compares requests/s with the bare view's; the others compare detections stored/s."""
-    return figures.get("requests_per_s") if phase == "rest_single" else figures.get("stored_per_s")
+    """REST single, WebSocket and Socket.IO compare answered messages/s with their bare ceiling's (a bare view, an
+    echo endpoint); the others compare detections stored/s."""
+    if phase in ("rest_single", "websocket", "socketio"):
+        return figures.get("requests_per_s")
+    return figures.get("stored_per_s")
 
 
 def _copy(limits: dict) -> float | None:

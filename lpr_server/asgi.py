@@ -23,7 +23,14 @@ from transport.socketio.server import mount  # noqa: E402
 from transport.ws.routing import websocket_urlpatterns  # noqa: E402
 
 http = router(django_http, DeviceAPIHandler(), SyncThreads(settings.HTTP_SYNC_THREADS))
-_app = mount(ProtocolTypeRouter({"http": http, "websocket": URLRouter(websocket_urlpatterns)}))
+websocket_routes = list(websocket_urlpatterns)
+if settings.BENCH_VIEWS:  # bench/run's ceilings: bare echo endpoints beside the real ones (never in production)
+    from bench import echo
+    from transport.socketio.server import sio
+
+    websocket_routes += echo.websocket_urlpatterns
+    echo.register(sio)
+_app = mount(ProtocolTypeRouter({"http": http, "websocket": URLRouter(websocket_routes)}))
 
 
 async def application(scope, receive, send):

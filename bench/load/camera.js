@@ -44,7 +44,8 @@ function acked(messageId, status, ackUs = nowUs()) {
 
 function wsLane(camera) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${cfg.base.replace('http', 'ws')}/ws/device/?token=${camera.token}`, { perMessageDeflate: false });
+    const path = cfg.echo ? '/bench/ws/echo/' : `/ws/device/?token=${camera.token}`; // echo: the bare ceiling
+    const ws = new WebSocket(`${cfg.base.replace('http', 'ws')}${path}`, { perMessageDeflate: false });
     const done = new Map();
     ws.on('message', (data) => {
       const reply = JSON.parse(data);
@@ -63,7 +64,8 @@ function wsLane(camera) {
 
 function sioLane(camera) {
   return new Promise((resolve, reject) => {
-    const s = io(cfg.base + '/device', { auth: { token: camera.token }, transports: ['websocket'], reconnection: false });
+    const namespace = cfg.echo ? '/bench-echo' : '/device'; // echo: the bare ceiling
+    const s = io(cfg.base + namespace, { auth: { token: camera.token }, transports: ['websocket'], reconnection: false });
     s.on('connect', () => resolve({ close: () => s.close(), send(onAck) {
       const env = camera.model.envelope(camera.model.next(), nowUs());
       record(env, nowUs());
