@@ -100,6 +100,11 @@ class _Client(mqtt.Client):
         self._read_buffer, self._read_at = b"", 0
         self._write_buffer = bytearray()
 
+    def loop(self, timeout: float = 1.0) -> mqtt.MQTTErrorCode:
+        # paho's own `loop` first makes a socket pair that every queued packet then writes a byte to, to wake a
+        # select() in another thread. Here only the network thread queues packets: skip it, a system call each.
+        return self._loop(timeout)
+
     def buffered(self) -> int:
         """Bytes read from the socket that paho has not taken yet (select() cannot see them)."""
         return len(self._read_buffer) - self._read_at
