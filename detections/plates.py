@@ -90,7 +90,8 @@ def matches_any_word(text: str, query_folded: str, limit: int) -> bool:
 
 
 def max_fuzzy_distance(query_folded: str) -> int:
-    """The default edit distance for a fuzzy search of this length: 2 from 7 characters, else 1.
+    """The edit distance lenient watchlist entries allow for this length: 2 from 7 characters, else 1
+    (fuzzy search's default is detections.search.default_distance).
 
     Two edits in a shorter plate change a third of it or more, and match too
     much to be useful (Elasticsearch's AUTO fuzziness scales the same way).

@@ -38,7 +38,7 @@ CASES = [
     ("fuzzy", "4B1Z3CD", 0, {"r1", "r2", "r5"}),  # A/4 and 2/Z folded in the query too
     ("fuzzy", "AB123CD", 1, {"r1", "r2", "r3", "r5"}),
     ("fuzzy", "AB123CD", 2, {"r1", "r2", "r3", "r4", "r5"}),
-    ("fuzzy", "AB123CD", None, {"r1", "r2", "r3", "r4", "r5"}),  # default: 2 for a 7-character plate
+    ("fuzzy", "AB123CD", None, {"r1", "r2", "r3", "r5"}),  # default: 1 for a 7-character plate (2 from 8)
     ("fuzzy", "OD1158", 0, {"r8"}),  # O/D/0 and I/1 and S/5 and B/8
     ("fuzzy", "QW7788", 1, {"r6"}),
 ]
