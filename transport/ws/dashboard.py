@@ -7,8 +7,9 @@ no dashboard socket decodes or encodes an event.
 Flow control: the browser answers each frame with a text message
 (conventionally `{"type": "next"}`) once it has handled it. At most WINDOW
 frames of about FRAME_MAX_EVENTS events go unanswered; events arriving
-while the window is shut wait here, at most MAX_WAITING_EVENTS of them. A
-dashboard that overflows that, or keeps the window shut for
+while the window is shut wait here, at most MAX_WAITING_BYTES of them (a few
+seconds of a busy fleet's reads, so a burst does not cost an operator the
+stream). A dashboard that overflows that, or keeps the window shut for
 DASHBOARD_STALL_TIMEOUT_S, is closed with 4408 (it reconnects and starts
 afresh), so an operator's socket that stops reading costs the server a
 bounded amount of memory, never a growing queue.
@@ -29,7 +30,7 @@ from . import operators
 CLOSE_TOO_SLOW = 4408
 WINDOW = 8  # frames sent and not yet answered
 FRAME_MAX_EVENTS = live.GROUP_SEND_CHUNK
-MAX_WAITING_EVENTS = 2000
+MAX_WAITING_BYTES = 8 * 1024 * 1024  # encoded events held for one socket whose window is shut
 MAX_PENDING_CHUNKS = 64  # channel-layer messages (each up to live.GROUP_SEND_CHUNK events) between two frames
 
 
@@ -68,9 +69,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         now = time.monotonic()
         self.shut_since = self.shut_since or now
         self.waiting.extend(chunks)
-        waiting = sum(n for _, n in self.waiting)
-        if waiting > MAX_WAITING_EVENTS or now - self.shut_since > settings.DASHBOARD_STALL_TIMEOUT_S:
-            metrics.count_dropped_live_events(waiting)
+        if sum(len(c) for c, _ in self.waiting) > MAX_WAITING_BYTES \
+                or now - self.shut_since > settings.DASHBOARD_STALL_TIMEOUT_S:  # fmt: skip
+            metrics.count_dropped_live_events(sum(n for _, n in self.waiting))
             self.waiting, self.closing = [], True
             await self.close(CLOSE_TOO_SLOW)
 
