@@ -239,9 +239,11 @@ def _extend(extended: list[_Open]) -> None:
         types = ["bigint", "integer", "timestamptz", "timestamptz", "uuid", "double precision", "text", "text"]
         source, params = "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")", columns
         least, greatest = "LEAST", "GREATEST"
+        open_cursor = bulk.server_cursor  # arrays bound by the server, the statement prepared once
     else:
         source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(extended))
         params, least, greatest = [value for row in zip(*columns) for value in row], "MIN", "MAX"
+        open_cursor = connection.cursor
     better = "v.conf > t.best_confidence"
     sql = (
         f"WITH v(id, n, first_at, last_at, mid, conf, plate, folded) AS ({source}) "
@@ -253,7 +255,7 @@ def _extend(extended: list[_Open]) -> None:
         f"best_confidence = {greatest}(t.best_confidence, v.conf) "
         f"FROM v WHERE t.id = v.id"
     )
-    with connection.cursor() as cursor:
+    with open_cursor() as cursor:
         cursor.execute(sql, params)
 
 
