@@ -5,6 +5,10 @@ so an unsalted fast hash is safe and lets every request look a device up by
 one indexed query) and, because request signatures and broker password
 files need the key itself, a copy sealed with SECRETS_KEY. The Fernet
 payload key is sealed the same way. A database dump alone reveals neither.
+
+SECRETS_KEY may name several Fernet keys, comma-separated, while it is being
+rotated: the first seals, any of them unseals, and `manage.py reseal_secrets`
+seals everything again with the first so the others can be dropped.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import F
 
@@ -44,6 +50,11 @@ def seal(secret: str) -> str:
 
 def unseal(token: str) -> str:
     return _vault().decrypt(token.encode()).decode()
+
+
+def reseal(token: str) -> str:
+    """The same secret sealed with SECRETS_KEY's first key (raises InvalidToken if none of its keys opens it)."""
+    return _vault().rotate(token.encode()).decode()
 
 
 def device_key(device: Device) -> str:
@@ -101,5 +112,19 @@ def _new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def _vault() -> Fernet:
-    return Fernet(settings.SECRETS_KEY.encode())
+def _vault() -> MultiFernet:
+    return vault_for(settings.SECRETS_KEY)
+
+
+@lru_cache(maxsize=8)
+def vault_for(secrets_key: str) -> MultiFernet:
+    """SECRETS_KEY's keys, the first sealing; a value that is not a list of Fernet keys stops with what to do."""
+    keys = [k.strip() for k in secrets_key.split(",") if k.strip()]
+    try:
+        return MultiFernet([Fernet(k.encode()) for k in keys])
+    except ValueError as exc:  # no key at all, or one that is not 32 url-safe base64-encoded bytes
+        raise ImproperlyConfigured(
+            "SECRETS_KEY must be one Fernet key (32 url-safe base64-encoded bytes), or several separated by commas "
+            "while rotating; make one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
+        ) from exc
