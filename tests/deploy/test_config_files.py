@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+import http.server
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.parse
 from pathlib import Path
 
@@ -185,3 +187,34 @@ def _environment_names_read_by_the_project() -> set[str]:
 def _reads_environment(func: ast.expr) -> bool:
     text = ast.unparse(func)
     return text == "env" or text.startswith("env.") or text in ("os.environ.get", "os.getenv")
+
+
+def test_nginx_lets_camera_format_pictures_through_and_caps_every_other_body(tmp_path):
+    """A camera-format webhook may carry 20 MiB of pictures; elsewhere the cap is a REST batch's 16 MiB (and a bit)."""
+    received: list[int] = []
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(len(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    cert, key = self_signed_certificate(tmp_path)
+    https, http_port = free_port(), free_port()
+    site = nginx_site([upstream.server_address[1], upstream.server_address[1]], https, http_port, cert, key)
+    proxy = Nginx(tmp_path / "nginx", site, https)
+    body = b"x" * (18 * 1024 * 1024)
+    try:
+        post = lambda path: requests.post(f"https://127.0.0.1:{https}{path}", data=body, verify=str(cert), timeout=30)
+        assert post("/api/v1/compat/hikvision/").status_code == 200
+        assert post("/api/v1/ingest/batch/").status_code == 413
+        assert received == [len(body)]  # the refused body never reached the server
+    finally:
+        proxy.stop()
+        upstream.shutdown()
