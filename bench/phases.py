@@ -1,7 +1,7 @@
 """The phases of `bench/run`: each offers one load to the running stack and returns its figures.
 
 Throughput phases (one per transport) saturate the server from 20 cameras
-and report what it stored per second; the latency phases offer a fixed rate,
+(WebSocket and Socket.IO: 50 connections) and report what it stored per second; the latency phases offer a fixed rate,
 open loop: all five transports together at 1,000 detections/s ("mixed"), and
 WebSocket alone at 1,000 messages/s ("ws_ack", issue 3's ack target).
 """
@@ -23,9 +23,10 @@ LATENCY_PHASES = ("mixed", "ws_ack")
 INGEST_PATH = "/api/v1/ingest/"
 BARE_PATH = "/bench/bare/"
 # How each transport is saturated: unacked messages per camera (REST batch: POSTs of 1,000 in flight; REST single:
-# wrk connections). Enough to keep the server busy; the ack latency of a saturated server is the window's wait.
+# wrk connections), about 1,300 in flight on the socket transports. Enough to keep the server busy; the ack latency
+# of a saturated server is the window's wait.
 SATURATION = {"rest_single": {"connections": 16}, "rest_batch": {"window": 4, "batch": 1000},
-              "websocket": {"window": 64}, "socketio": {"window": 64}, "mqtt": {"window": 100}}  # fmt: skip
+              "websocket": {"window": 26}, "socketio": {"window": 26}, "mqtt": {"window": 100}}  # fmt: skip
 MIXED_RATE = 1000.0  # detections/s offered in all by the mixed phase, a fifth on each transport
 WS_ACK_RATE = 1000.0
 
