@@ -23,10 +23,13 @@ class Image(models.Model):
 class Passage(models.Model):
     """One vehicle passing one camera: reads of the same (or a nearly same) plate close together in time.
 
-    Its id is stable once assigned, so alerts can be raised once per passage.
+    Its id is stable once assigned, so alerts can be raised once per passage. Written by the ingest pipeline
+    with nearly every read; as for detections, its device is not a database constraint (a check per row), and
+    the (device, last_at) index serves lookups by device.
     """
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="passages")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="passages", db_constraint=False,
+                               db_index=False)  # fmt: skip
     plate_normalized = models.CharField(max_length=32, help_text="The best read's plate.")
     plate_folded = models.CharField(max_length=32, help_text="The best read's plate, OCR-confusable characters merged.")
     best_message_id = models.UUIDField(help_text="message_id of the read with the highest confidence.")

@@ -1,5 +1,7 @@
 """Grouping reads into passages: same or nearly same plate, one device, within the window."""
 
+import json
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -144,3 +146,45 @@ def test_detections_stored_before_passages_are_backfilled():
     assert rows[ids[0]].passage_id == rows[ids[1]].passage_id != rows[ids[2]].passage_id
     assert rows[ids[0]].search_text == "48123C0"
     assert Passage.objects.get(id=rows[ids[0]].passage_id).read_count == 2
+
+
+def test_finding_open_passages_reads_each_device_s_recent_index_range_not_the_table():
+    """With many passages stored, a batch from a few devices must not read the whole table: that cost grows with
+    the table and once took most of a small batch's time. The plan is read as PostgreSQL makes it for a prepared
+    statement (generic), which cannot see how many devices the arrays hold."""
+    from django.db import connection
+
+    from detections import passages
+    from detections.models import Passage
+    busy, quiet = DeviceFactory(), DeviceFactory()
+    Passage.objects.bulk_create(
+        Passage(device=busy, plate_normalized=f"P{i:05d}", plate_folded=f"P{i:05d}", best_message_id=uuid.uuid4(),
+                best_confidence=0.9, first_at=T0 - timedelta(seconds=i), last_at=T0 - timedelta(seconds=i))
+        for i in range(5000)
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE detections_passage")
+    span = {quiet.id: [T0, T0, {"AB123CD"}], busy.id: [T0, T0, {"XY987ZZ"}]}
+    sql, params = passages.open_passages_query(span, timedelta(seconds=5))
+    with connection.cursor() as cursor:  # binds client-side: EXECUTE's arguments arrive as typed literals
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        cursor.execute("PREPARE open_passages AS " + _numbered(sql))
+        cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE open_passages({', '.join(['%s'] * len(params))})", params)
+        plan = cursor.fetchone()[0]
+        cursor.execute("DEALLOCATE open_passages")
+        cursor.execute("RESET plan_cache_mode")
+    assert '"Node Type": "Seq Scan"' not in plan, plan
+    reads = [node["Node Type"] for node in _nodes(plan[0]["Plan"]) if node.get("Relation Name") == "detections_passage"]
+    assert reads and all(kind in ("Index Scan", "Bitmap Heap Scan") for kind in reads), json.dumps(plan)
+
+
+def _nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _numbered(sql: str) -> str:
+    """`%s` placeholders as PostgreSQL's `$1`, `$2`... (for PREPARE)."""
+    parts = sql.split("%s")
+    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
