@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import EllipsisType
 from typing import Any
 
 from django.apps import apps
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Min
+from django.db.models import Max, Min, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -91,14 +92,11 @@ def _first_met(value: float, order: list[str]) -> str:
     return next((p for p in order if value >= NEEDS[p]), order[-1])
 
 
-def recommend(device: Device, now: datetime | None = None) -> Recommendation:
+def recommend(device: Device, now: datetime | None = None, latest: HealthLog | None | EllipsisType = ...) -> Recommendation:
+    """`latest`: the device's newest health report with network figures, when the caller fetched it already."""
     now = now or timezone.now()
-    latest = (
-        HealthLog.objects.filter(device=device)
-        .exclude(latency_ms=None, bandwidth_kbps=None, packet_loss=None, uptime_percent=None)
-        .order_by("-reported_at")
-        .first()
-    )
+    if latest is ...:
+        latest = _measured_reports().filter(device=device).first()
     latency = latest.latency_ms if latest else None
     fresh = device.measured_latency_at and (now - device.measured_latency_at).total_seconds() <= MEASURED_FRESH_S
     if fresh and device.measured_latency_ms is not None:
@@ -109,14 +107,23 @@ def recommend(device: Device, now: datetime | None = None) -> Recommendation:
     return Recommendation(chosen, value, {k: round(v, 3) for k, v in measured.items()}, device.profile)
 
 
+def _measured_reports():
+    return HealthLog.objects.exclude(latency_ms=None, bandwidth_kbps=None, packet_loss=None,
+                                     uptime_percent=None).order_by("-reported_at")  # fmt: skip
+
+
 def refresh(device_ids: set[str], now: datetime | None = None) -> list[str]:
     """Recompute the score of devices with new measurements; push the recommendation where it changed.
 
-    Returns the ids whose recommendation changed.
+    Returns the ids whose recommendation changed. Two queries for any number of devices (each device's newest
+    report found by its own index range), then a write only where something changed.
     """
+    newest = Subquery(_measured_reports().filter(device=OuterRef("pk")).values("pk")[:1])
+    devices = list(Device.objects.filter(id__in=device_ids).annotate(newest_report=newest))
+    reports = HealthLog.objects.in_bulk([d.newest_report for d in devices if d.newest_report is not None])
     changed = []
-    for device in Device.objects.filter(id__in=device_ids):
-        rec = recommend(device, now)
+    for device in devices:
+        rec = recommend(device, now, reports.get(device.newest_report))
         if rec.recommended == device.recommended_protocol and rec.score == device.connectivity_score:
             continue
         Device.objects.filter(pk=device.pk).update(recommended_protocol=rec.recommended, connectivity_score=rec.score)

@@ -118,3 +118,17 @@ def test_changing_the_profile_changes_the_recommendation_at_once(make_device, do
     assert Device.objects.get(pk=device.pk).recommended_protocol == "websocket"
     configuration.set_desired(device, {}, profile="suburban")
     assert Device.objects.get(pk=device.pk).recommended_protocol == "rest"
+
+
+def test_refreshing_many_devices_costs_the_same_few_queries_as_one(make_device, django_assert_num_queries):
+    """The watch loop refreshes every device that reported in the last second: with a fleet, a query per device
+    each pass was most of the loop's work. Each device's newest report still decides (an older one does not)."""
+    devices = [make_device() for _ in range(6)]
+    for n, device in enumerate(devices):
+        _health(device, latency_ms=900, packet_loss=0.0)  # older: would say rest
+        _health(device, latency_ms=40 + n, packet_loss=0.0, bandwidth_kbps=5000, uptime_percent=100)
+    connectivity.refresh({d.id for d in devices})
+    stored = Device.objects.filter(id__in=[d.id for d in devices]).values_list("recommended_protocol", "connectivity_score")
+    assert list(stored) == [("websocket", 1.0)] * len(devices)
+    with django_assert_num_queries(2):  # the devices with their newest report's id, then those reports
+        assert connectivity.refresh({d.id for d in devices}) == []
