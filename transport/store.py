@@ -206,7 +206,9 @@ def _touch_devices(items: list[Item], now: datetime) -> None:
             stale[device.pk] = (device, via, firmware)
     if not stale:
         return
-    free = set(Device.objects.select_for_update(skip_locked=True).filter(pk__in=stale).order_by("pk")
+    # NO KEY: what the UPDATE below takes. A plain FOR UPDATE would also skip rows that concurrent batches merely
+    # reference (their foreign-key checks hold KEY SHARE), leaving busy devices' last_seen stale.
+    free = set(Device.objects.select_for_update(skip_locked=True, no_key=True).filter(pk__in=stale).order_by("pk")
                .values_list("pk", flat=True))  # fmt: skip
     by_change: dict[tuple[str, str], list[str]] = {}
     for pk, (device, via, firmware) in stale.items():

@@ -312,3 +312,22 @@ def test_refused_binary_input_is_recorded_without_its_nul_bytes(device):
     assert (response.status_code, response.json()["error"]) == (401, "unauthenticated")
     excerpt = RejectedMessage.objects.get().excerpt
     assert "\x00" not in excerpt and "JFIF" in excerpt
+
+
+@pytest.mark.django_db(transaction=True)
+def test_last_seen_is_kept_current_while_other_transactions_reference_the_device(camera, device):
+    """Concurrent batches hold KEY SHARE on the device row (their foreign-key checks); that must not make this
+    batch skip the row it only updates, or a busy camera's last_seen would go stale."""
+    import psycopg
+
+    s = connection.settings_dict
+    other = psycopg.connect(host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"],
+                            password=s["PASSWORD"] or None, dbname=s["NAME"])  # fmt: skip
+    try:
+        other.execute("SELECT 1 FROM devices_device WHERE id = %s FOR KEY SHARE", [device.id])  # held until rollback
+        assert camera.ingest(envelope(device.id)).status_code == 201
+        device.refresh_from_db()
+        assert device.last_seen_at is not None and device.last_transport == "rest"
+    finally:
+        other.rollback()
+        other.close()
