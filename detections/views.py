@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from devices.permissions import is_operator
+from transport.errors import error_response
 
 from .models import Image
 
@@ -20,7 +21,7 @@ def image(request: HttpRequest, image_id, thumbnail: bool = False) -> HttpRespon
     if not user.is_authenticated:
         return _anonymous(request)
     if not is_operator(user):
-        return JsonResponse({"error": "forbidden", "detail": "Camera images are for operators and staff."}, status=403)
+        return error_response("forbidden", "Camera images are for operators and staff.")
     img = get_object_or_404(Image, pk=image_id)
     field = img.thumbnail if thumbnail else img.file
     if not field:
@@ -47,4 +48,4 @@ def _anonymous(request: HttpRequest) -> HttpResponse:
     """A browser goes to the login page; a script gets the API's 401."""
     if "text/html" in request.headers.get("Accept", ""):
         return redirect_to_login(request.get_full_path())
-    return JsonResponse({"error": "unauthenticated", "detail": "Log in to see camera images."}, status=401)
+    return error_response("unauthenticated", "Log in to see camera images.")

@@ -134,7 +134,7 @@ class DeviceAdmin(admin.ModelAdmin):
         if not change:
             _show_once(request, credentials.assign_credentials(obj), "Credentials")
         elif "active" in form.changed_data and not obj.active:
-            credentials.revoked(obj.id, "forbidden", "The device was deactivated.")
+            credentials.revoked(obj.id, "forbidden")
         config_fields = {"desired_config", "desired_config_version", "profile"}
         if change and config_fields & set(form.changed_data):
             if "desired_config_version" not in form.changed_data:

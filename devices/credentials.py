@@ -88,7 +88,7 @@ def rotate_key(device: Device) -> IssuedCredentials:
         key_hash=hash_key(key), key_encrypted=seal(key), key_version=F("key_version") + 1
     )
     device.refresh_from_db(fields=["key_hash", "key_encrypted", "key_version"])
-    revoked(device.id, "unauthenticated", "The device key was rotated.")
+    revoked(device.id, "unauthenticated")
     return IssuedCredentials(device.id, key, unseal(device.payload_key_encrypted))
 
 
@@ -98,13 +98,18 @@ def deactivate(device_ids: list[str]) -> int:
     ids = list(Device.objects.filter(pk__in=device_ids, active=True).values_list("pk", flat=True))
     Device.objects.filter(pk__in=ids).update(active=False)
     for device_id in ids:
-        revoked(device_id, "forbidden", "The device was deactivated.")
+        revoked(device_id, "forbidden")
     return len(ids)
 
 
-def revoked(device_id: str, error: str, detail: str) -> None:
+# Why a device's open connections were closed, by the contract's code.
+REVOKED_BECAUSE = {"unauthenticated": "The device key was rotated.", "forbidden": "The device was deactivated."}
+
+
+def revoked(device_id: str, error: str) -> None:
     """Once committed, have the transports close what the device holds open at once (`error` is the
     contract's code: `unauthenticated` for a rotated key, `forbidden` for a deactivated device)."""
+    detail = REVOKED_BECAUSE[error]
     transaction.on_commit(lambda: channels.announce("revoked", device_id, error=error, detail=detail))
 
 

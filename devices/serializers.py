@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from . import commands
+from .configuration import MAX_VERSION
 from .models import TRANSPORTS, Command, CommandTransition, Device, HealthLog, PresenceChange, ProtocolSwitch
 
 
@@ -58,7 +59,7 @@ class CommandRequestSerializer(serializers.Serializer):
 
 class DesiredConfigSerializer(serializers.Serializer):
     values = serializers.JSONField()
-    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=MAX_VERSION)
     profile = serializers.ChoiceField(choices=Device._meta.get_field("profile").choices, required=False)
 
 

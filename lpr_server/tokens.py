@@ -5,19 +5,16 @@ Keys are 256 random bits, so an unsalted fast hash is safe (as for device keys, 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from devices.credentials import hash_key
+
 from .models import OperatorToken
 
 KEY_PREFIX = "lpo_"
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def issue(user, name: str = "") -> tuple[OperatorToken, str]:

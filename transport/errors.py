@@ -20,6 +20,8 @@ STATUS = {
     "unavailable": 503,
     "server_error": 500,  # never by design: what an unexpected failure under /api/ answers
 }
+# A socket (device or browser) refused or closed for one of these: the close code that says why.
+CLOSE_CODES = {"unauthenticated": 4401, "forbidden": 4403}
 
 
 def error_response(code: str, detail: str, field: str | None = None, retry_after: int | None = None, **extra) -> JsonResponse:

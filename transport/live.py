@@ -42,6 +42,7 @@ from detections.plates import normalize
 from devices import presence
 
 from . import metrics
+from .errors import CLOSE_CODES
 from .store import Stored
 
 log = logging.getLogger(__name__)
@@ -355,10 +356,7 @@ async def arevoke(device_id: str, error: str, detail: str) -> None:
     if sids:
         from transport.socketio import server
 
-        await server.disconnect(sids, {"error": error, "detail": detail, "close_code": REVOKED_CLOSE_CODES[error]})
-
-
-REVOKED_CLOSE_CODES = {"unauthenticated": 4401, "forbidden": 4403}
+        await server.disconnect(sids, {"error": error, "detail": detail, "close_code": CLOSE_CODES[error]})
 
 
 def revoke(device_id: str, error: str, detail: str) -> None:

@@ -18,10 +18,12 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from devices import presence
+from devices.credentials import REVOKED_BECAUSE
 from devices.models import Device
 from transport import auth, envelope, live, pipeline
 from transport.pipeline import Ack, Inbound
 from transport.batching import MicroBatcher
+from transport.errors import CLOSE_CODES
 from transport.ws.device import authenticate, revocation, token_from_scope
 from transport.ws.lifecycle import every, stop
 from transport.ws.video import LatestFrame, is_jpeg
@@ -50,9 +52,8 @@ class DeviceNamespace(socketio.AsyncNamespace):
     async def on_connect(self, sid: str, environ: dict, auth_data: Any = None) -> None:
         result = await authenticate(_token(environ, auth_data), VIA)
         if isinstance(result, auth.AuthError):
-            close_code = 4401 if result.code == "unauthenticated" else 4403
             raise socketio.exceptions.ConnectionRefusedError(
-                result.detail, {"error": result.code, "detail": result.detail, "close_code": close_code}
+                result.detail, {"error": result.code, "detail": result.detail, "close_code": CLOSE_CODES[result.code]}
             )
         device_id = result.id
         relay = LatestFrame(lambda frame: live.relay_frame(device_id, frame))
@@ -93,8 +94,7 @@ class DeviceNamespace(socketio.AsyncNamespace):
         if (error := await revocation(conn.device)) is not None:
             # Key rotated or device deactivated: its tokens no longer hold. In a task of its own, because
             # the disconnect handler stops this very ticker.
-            detail = "The device key was rotated." if error == "unauthenticated" else "The device was deactivated."
-            refusal = {"error": error, "detail": detail, "close_code": live.REVOKED_CLOSE_CODES[error]}
+            refusal = {"error": error, "detail": REVOKED_BECAUSE[error], "close_code": CLOSE_CODES[error]}
             asyncio.get_running_loop().create_task(server.disconnect([sid], refusal))
             return False
         await presence.refreshed(conn.device.id, VIA, sid)

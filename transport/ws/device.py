@@ -14,6 +14,7 @@ from django.utils import timezone
 from devices import presence
 from devices.models import Device
 from transport import auth, envelope, live, pipeline
+from transport.errors import CLOSE_CODES
 from transport.pipeline import Ack, Inbound
 
 from transport.batching import MicroBatcher
@@ -21,7 +22,7 @@ from .lifecycle import LeavesOnce, every, stop
 from .video import LatestFrame, is_jpeg
 
 VIA = "websocket"
-CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_SILENT = 4401, 4403, 4408
+CLOSE_SILENT = 4408
 _encode = envelope.encode_json
 
 
@@ -73,7 +74,7 @@ class DeviceConsumer(LeavesOnce, AsyncWebsocketConsumer):
         result = await authenticate(token_from_scope(self.scope), VIA)
         if isinstance(result, auth.AuthError):
             await self.accept()  # accepted, then closed: a close code reaches the camera, a refused handshake would not
-            await self.close(CLOSE_UNAUTHENTICATED if result.code == "unauthenticated" else CLOSE_FORBIDDEN)
+            await self.close(CLOSE_CODES[result.code])
             return
         self.device, self.leave_reason = result, "closed"
         self.batcher: MicroBatcher[None] = MicroBatcher(self._send_acks)
@@ -135,7 +136,7 @@ class DeviceConsumer(LeavesOnce, AsyncWebsocketConsumer):
             return False
         self.leave_reason = "revoked"
         await presence.disconnected(self.device.id, VIA, self.channel_name)  # gone before the camera hears it
-        await self.close(CLOSE_UNAUTHENTICATED if error == "unauthenticated" else CLOSE_FORBIDDEN)
+        await self.close(CLOSE_CODES[error])
         return True
 
     async def _tick(self) -> bool:
