@@ -124,11 +124,12 @@ class Pacer:
 
     The first item after a quiet period goes out at once; a burst waits for the
     next slot. `flush` runs on the live loop; items added while it runs go in
-    the following call, in order. At most `max_items` wait; past that the oldest are dropped.
+    the following call, in order. At most `max_items` wait (None: no limit, the caller bounds them); past that
+    the oldest are dropped.
     """
 
     def __init__(self, flush: Callable[[list], Awaitable[None]], interval: float = FRAME_INTERVAL_S,
-                 loop: asyncio.AbstractEventLoop | None = None, max_items: int = MAX_PENDING_EVENTS) -> None:  # fmt: skip
+                 loop: asyncio.AbstractEventLoop | None = None, max_items: int | None = MAX_PENDING_EVENTS) -> None:  # fmt: skip
         self._flush_items = flush
         self.interval = interval
         self.max_items = max_items
@@ -144,7 +145,7 @@ class Pacer:
             self._items.extend(items)
             if not self._items:
                 return
-            if len(self._items) > self.max_items:
+            if self.max_items is not None and len(self._items) > self.max_items:
                 metrics.count_dropped_live_events(len(self._items) - self.max_items)
                 del self._items[: len(self._items) - self.max_items]
             loop = self._loop or live_loop()

@@ -6,13 +6,14 @@ no dashboard socket decodes or encodes an event.
 
 Flow control: the browser answers each frame with a text message
 (conventionally `{"type": "next"}`) once it has handled it. At most WINDOW
-frames of about FRAME_MAX_EVENTS events go unanswered; events arriving
-while the window is shut wait here, at most MAX_WAITING_BYTES of them (a few
-seconds of a busy fleet's reads, so a burst does not cost an operator the
-stream). A dashboard that overflows that, or keeps the window shut for
-DASHBOARD_STALL_TIMEOUT_S, is closed with 4408 (it reconnects and starts
-afresh), so an operator's socket that stops reading costs the server a
-bounded amount of memory, never a growing queue.
+frames of about FRAME_MAX_EVENTS events go unanswered; events not yet sent
+(between two frames, or while the window is shut) wait here, at most
+MAX_WAITING_BYTES of them (a few seconds of a busy fleet's reads, so a burst
+or a busy process does not cost an operator events). A dashboard that
+overflows that, or keeps the window shut for DASHBOARD_STALL_TIMEOUT_S, is
+closed with 4408 (it reconnects and starts afresh): an operator's socket
+that stops reading costs the server a bounded amount of memory, and a
+dashboard that stays open has missed nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ from . import operators
 CLOSE_TOO_SLOW = 4408
 WINDOW = 8  # frames sent and not yet answered
 FRAME_MAX_EVENTS = live.GROUP_SEND_CHUNK
-MAX_WAITING_BYTES = 8 * 1024 * 1024  # encoded events held for one socket whose window is shut
-MAX_PENDING_CHUNKS = 64  # channel-layer messages (each up to live.GROUP_SEND_CHUNK events) between two frames
+MAX_WAITING_BYTES = 8 * 1024 * 1024  # encoded events held for one socket, not yet sent
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -43,12 +43,20 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code)
             return
         self.unanswered, self.waiting, self.shut_since, self.closing = 0, [], None, False
-        self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop(), max_items=MAX_PENDING_CHUNKS)
+        self.held_bytes = self.held_events = 0  # received and not yet sent, in the pacer or waiting
+        # Bounded here by bytes: a pacer bounded by count would silently drop events while the process is busy.
+        self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop(), max_items=None)
         await self.channel_layer.group_add(live.DASHBOARD_GROUP, self.channel_name)
 
     async def live_events(self, message: dict) -> None:
-        if self.pacer is not None:
-            self.pacer.add([(message["events_json"], message["count"])])
+        if self.pacer is None or self.closing:
+            return
+        self.held_bytes += len(message["events_json"])
+        self.held_events += message["count"]
+        if self.held_bytes > MAX_WAITING_BYTES:
+            await self._close_too_slow()
+            return
+        self.pacer.add([(message["events_json"], message["count"])])
 
     async def _send_events(self, chunks: list[tuple[bytes, int]]) -> None:
         """Send `chunks` (encoded event lists with their counts) as frames of about FRAME_MAX_EVENTS events."""
@@ -62,6 +70,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 taken += 1
             frame, chunks = chunks[:taken], chunks[taken:]
             self.unanswered += 1
+            self.held_bytes -= sum(len(c) for c, _ in frame)
+            self.held_events -= count
             events = b",".join(c[1:-1] for c, n in frame if n)
             await self.send(text_data=(b'{"type":"events","events":[' + events + b"]}").decode())
 
@@ -69,11 +79,13 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         now = time.monotonic()
         self.shut_since = self.shut_since or now
         self.waiting.extend(chunks)
-        if sum(len(c) for c, _ in self.waiting) > MAX_WAITING_BYTES \
-                or now - self.shut_since > settings.DASHBOARD_STALL_TIMEOUT_S:  # fmt: skip
-            metrics.count_dropped_live_events(sum(n for _, n in self.waiting))
-            self.waiting, self.closing = [], True
-            await self.close(CLOSE_TOO_SLOW)
+        if now - self.shut_since > settings.DASHBOARD_STALL_TIMEOUT_S:
+            await self._close_too_slow()
+
+    async def _close_too_slow(self) -> None:
+        metrics.count_dropped_live_events(self.held_events)
+        self.waiting, self.closing, self.held_bytes, self.held_events = [], True, 0, 0
+        await self.close(CLOSE_TOO_SLOW)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Any message answers the oldest unanswered frame (older pages send keep-alives, which count too)."""
