@@ -165,19 +165,22 @@ def record_reported_switches(device_id: str, reports: Any) -> int:
 
 
 def observe_transports(since: datetime, until: datetime) -> list[ProtocolSwitch]:
-    """Record a switch for each device whose messages now arrive over another transport than before.
+    """Record a switch for each device whose newest messages now arrive over another transport than before.
 
-    One aggregate query over the ledger for the window; the device's own reason is used when it reported
-    the same switch (within a minute).
+    "Newest" by when the camera sent them, not when they were stored: a backlog the camera handed to the
+    broker before it moved on can reach the ledger after its first messages over the new transport (the
+    bridge still working through it), and is no switch back. One aggregate query over the ledger for the
+    window; the device's own reason is used when it reported the same switch (within a minute).
     """
+    ledger = apps.get_model("transport", "Message").objects
     spans = (
-        apps.get_model("transport", "Message").objects.filter(received_at__gt=since, received_at__lte=until)
+        ledger.filter(received_at__gt=since, received_at__lte=until)
         .values("device_id", "received_via")
-        .annotate(first=Min("received_at"), last=Max("received_at"))
+        .annotate(first=Min("received_at"), newest_sent=Max("sent_at"))
     )
     newest: dict[str, dict] = {}
     for span in spans:
-        if span["device_id"] not in newest or span["last"] > newest[span["device_id"]]["last"]:
+        if span["device_id"] not in newest or span["newest_sent"] > newest[span["device_id"]]["newest_sent"]:
             newest[span["device_id"]] = span
     switches = []
     for device in Device.objects.filter(id__in=newest).only("id", "observed_transport", "connectivity_score",
@@ -185,10 +188,22 @@ def observe_transports(since: datetime, until: datetime) -> list[ProtocolSwitch]
         span = newest[device.id]
         if span["received_via"] == device.observed_transport:
             continue
+        if device.observed_transport and _sent_before_the_latest_over(ledger, device, span["newest_sent"]):
+            continue
         Device.objects.filter(pk=device.pk).update(observed_transport=span["received_via"])
         if device.observed_transport:
             switches.append(_server_switch(device, span["received_via"], span["first"]))
     return switches
+
+
+def _sent_before_the_latest_over(ledger, device: Device, sent_at: datetime) -> bool:
+    """Whether the last message stored over the device's current transport was sent after `sent_at`: then
+    messages sent at `sent_at` over another transport are late arrivals, not a move."""
+    latest = (
+        ledger.filter(device=device, received_via=device.observed_transport).order_by("-received_at")
+        .values_list("sent_at", flat=True).first()
+    )  # fmt: skip
+    return latest is not None and latest > sent_at
 
 
 def _server_switch(device: Device, to: str, at: datetime) -> ProtocolSwitch:

@@ -109,6 +109,31 @@ def test_switches_reported_by_the_camera_and_seen_by_the_server_are_stored(make_
     assert connectivity.record_reported_switches(device.id, [report]) == 0  # repeated in the next heartbeat
 
 
+def test_a_backlog_stored_after_the_camera_moved_on_is_not_a_switch_back(make_device):
+    """A camera hands its backlog to the broker, moves to WebSocket, and the bridge stores the backlog's tail
+    after the first WebSocket messages: the camera is on WebSocket, and stays so when only the tail arrives."""
+    device = make_device()
+    cursor = watch.Cursor()
+    t0 = timezone.now() - timedelta(seconds=30)
+
+    def stored(via: str, sent_s: float) -> None:
+        sent = (t0 + timedelta(seconds=sent_s)).isoformat().replace("+00:00", "Z")
+        assert pipeline.ingest(envelope(device.id, timestamp=sent, protocol=via), device, via).status == "accepted"
+
+    stored("mqtt", 0)
+    watch.tick(cursor)
+    for s in (20, 21):  # live, over the new transport
+        stored("websocket", s)
+    for s in (10, 11):  # the backlog's tail, sent earlier, stored later
+        stored("mqtt", s)
+    watch.tick(cursor)
+    stored("mqtt", 12)
+    watch.tick(cursor)
+    switches = ProtocolSwitch.objects.filter(device=device, source="server").order_by("at")
+    assert [(s.from_transport, s.to_transport) for s in switches] == [("mqtt", "websocket")]
+    assert Device.objects.get(pk=device.pk).observed_transport == "websocket"
+
+
 def test_changing_the_profile_changes_the_recommendation_at_once(make_device, downlink_to):
     from devices import configuration
 

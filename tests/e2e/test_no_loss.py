@@ -223,9 +223,16 @@ def assert_switches_recorded(ids: list[str], levels: tuple[str, ...]) -> None:
         assert missing() == set(), "switches the cameras reported and the server did not record"
     # The server sees a switch when a one-second pass finds a device's messages on another transport; a camera
     # that passed through REST within a second of leaving it may not be seen there, so only some are required.
-    observed = set(switches.filter(source="server").values_list("device_id", "to_transport"))
+    def observed() -> set:
+        return set(switches.filter(source="server").values_list("device_id", "to_transport"))
+
+    def unseen(level: str) -> set:
+        return set(ids) - {d for d, to in observed() if to == level}
+
+    try:
+        wait_until(lambda: not unseen("mqtt") and not unseen("websocket"), 15, every=0.25, what="observed switches")
+    except AssertionError:
+        pass  # said precisely below
     for level in ("mqtt", "websocket"):
-        assert {d for d, to in observed if to == level} == set(ids), (
-            f"the server did not see every camera move to {level}"
-        )
-    assert any(to == "rest" for _, to in observed), "the server saw no camera move to rest"
+        assert unseen(level) == set(), f"the server did not see every camera move to {level}"
+    assert any(to == "rest" for _, to in observed()), "the server saw no camera move to rest"
