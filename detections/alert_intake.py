@@ -39,15 +39,19 @@ class Batcher:
     def add(self, ids: list[str]) -> None:
         with self._cond:
             self._ids.extend(ids)
-            if len(self._ids) > MAX_BUFFERED_IDS:
-                dropped = len(self._ids) - MAX_BUFFERED_IDS
-                log.error("alert intake: broker unreachable, %d detection ids dropped from matching", dropped)
-                del self._ids[:dropped]
+            self._bound()
             if self._thread is None or self._pid != os.getpid():  # a forked child has no thread of its own
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="lpr-alert-intake", daemon=True)
                 self._thread.start()
             self._cond.notify()
+
+    def _bound(self) -> None:
+        """Drop the oldest ids past MAX_BUFFERED_IDS (called holding the lock)."""
+        if len(self._ids) > MAX_BUFFERED_IDS:
+            dropped = len(self._ids) - MAX_BUFFERED_IDS
+            log.error("alert intake: broker unreachable, %d detection ids dropped from matching", dropped)
+            del self._ids[:dropped]
 
     def depth(self) -> int:
         """Ids waiting to be handed to matching."""
@@ -67,7 +71,8 @@ class Batcher:
             except Exception:
                 log.exception("alert intake: could not queue %d detection ids; retrying", len(ids))
                 with self._cond:
-                    self._ids[:0] = ids
+                    self._ids[:0] = ids  # back in front, and the bound holds for them too
+                    self._bound()
                 time.sleep(RETRY_AFTER_S)
 
 

@@ -111,20 +111,25 @@ def test_the_live_pacer_keeps_at_most_its_bound_while_its_sends_are_stuck():
 def test_the_alert_intake_buffer_is_bounded_while_the_broker_is_away(monkeypatch):
     monkeypatch.setattr(alert_intake, "MAX_BUFFERED_IDS", 5000)
     monkeypatch.setattr(alert_intake, "RETRY_AFTER_S", 0.01)
-    attempts, away = [], threading.Event()
+    held, sending, release, away = [], threading.Event(), threading.Event(), threading.Event()
     away.set()
 
     def send(ids):
-        attempts.append(len(ids))
+        held.append(intake.depth() + len(ids))  # what the buffer held before this batch was taken from it
+        sending.set()
+        release.wait(5)
         if away.is_set():
             raise ConnectionError("broker unreachable")
 
     intake = alert_intake.Batcher(send, interval=0.001, max_ids=1000)
-    for n in range(20):
+    intake.add([f"0-{i}" for i in range(1000)])
+    wait_until(sending.is_set, 5, what="the first batch to be in flight")
+    for n in range(1, 20):  # while it is: the buffer fills to its bound behind it
         intake.add([f"{n}-{i}" for i in range(1000)])
         assert intake.depth() <= 5000
-    wait_until(lambda: len(attempts) > 3, 5, what="retries")
-    assert intake.depth() <= 5000
+    release.set()  # that send fails: its ids go back in front of the full buffer
+    wait_until(lambda: len(held) > 3, 5, what="retries")
+    assert max(held) <= 5000, held
     away.clear()  # the broker is back: what the buffer kept goes out, and its thread rests
     wait_until(lambda: intake.depth() == 0, 5, what="the buffer to drain")
 
