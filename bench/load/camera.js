@@ -146,13 +146,16 @@ function atRate(lanes, start) {
   const perLane = cfg.rate / lanes.length;
   lanes.forEach((lane, c) => {
     let n = 0;
+    // Lane c's clock runs c / rate s behind the first's, so the lanes take turns: one message every 1 / rate s
+    // in all, not every lane at once on the same beat.
+    const laneStart = start + (c * 1e6) / cfg.rate;
     const tick = () => {
       if (stopping) return;
-      const due = Math.floor(((nowUs() - start) / 1e6) * perLane) + 1;
+      const due = Math.floor(((nowUs() - laneStart) / 1e6) * perLane) + 1;
       while (n < due) { lane.send(() => {}); n++; }
       setTimeout(tick, 1);
     };
-    setTimeout(tick, (c * 1000) / cfg.rate);
+    setTimeout(tick, Math.max(0, (laneStart - nowUs()) / 1000));
   });
 }
 
