@@ -1,4 +1,4 @@
-"""Live broadcasting: the one place that knows the channel-layer group names and the event shapes.
+"""Live broadcasting: the one place that knows the event shapes and where each kind of push goes.
 
 Operators' dashboards (`/ws/dashboard/`) receive frames
     {"type": "events", "events": [event, ...]}
@@ -9,12 +9,13 @@ fields built by the functions below. Events are only produced after commit:
 (`device_status`, `alert`, `protocol_switch`, `command`) defer themselves with
 `transaction.on_commit`, so a rolled-back change is never shown.
 
-Fan-out is coalesced twice: each process buffers events and does one
-`group_send` per LAYER_INTERVAL_S (not one per message), and each dashboard
-connection batches what it receives into one frame per FRAME_INTERVAL_S.
-The two are short enough that a read reaches an operator's screen well
-within 50 ms of its commit, and long enough that a thousand reads a second
-cost a few dozen channel-layer messages and frames, not a thousand.
+Fan-out is coalesced twice: each process buffers events and publishes
+them (transport.fanout: Redis pub/sub across processes) at most once per
+PUBLISH_INTERVAL_S, not once per message, and each dashboard connection
+batches what it receives into one frame per FRAME_INTERVAL_S. The two are
+short enough that a read reaches an operator's screen well within 50 ms of
+its commit, and long enough that a thousand reads a second cost a few dozen
+messages and frames, not a thousand.
 
 Pushes to a camera (`push_to_device`) go to every live connection the device
 holds, on any server process: WebSocket connections through the channel
@@ -41,19 +42,18 @@ from django.db import transaction
 from detections.plates import normalize
 from devices import presence
 
-from . import metrics
+from . import fanout, metrics
 from .errors import CLOSE_CODES
 from .store import Stored
 
 log = logging.getLogger(__name__)
 
-LAYER_INTERVAL_S = 0.01  # per server process: at most one group_send this often
+PUBLISH_INTERVAL_S = 0.01  # per process: dashboard events published at most this often
 FRAME_INTERVAL_S = 0.025  # per dashboard socket: at most one frame this often
-GROUP_SEND_CHUNK = 500  # events per channel-layer message, to keep each one well under the layer's size limits
-# Events a Pacer holds at most while its flush cannot keep up (the channel layer slow or away); beyond that
+EVENTS_PER_MESSAGE = 500  # events per published message and per frame, so neither grows without bound
+# Events a Pacer holds at most while its flush cannot keep up (Redis slow or away); beyond that
 # the oldest are dropped and counted: a live view may miss events, the server must not grow without bound.
 MAX_PENDING_EVENTS = 20_000
-DASHBOARD_GROUP = "live.dashboard"
 EVENT_TYPES = ("detection", "health", "device_status", "alert", "protocol_switch", "command")
 PUSH_KINDS = ("command", "config", "protocol", "video")
 PUSH_TIMEOUT_S = 5.0
@@ -185,19 +185,15 @@ class Pacer:
 _encode = msgspec.json.Encoder().encode
 
 
-def dashboard_message(fragments: list[bytes]) -> dict:
-    """The channel-layer message carrying events to dashboards: already JSON (a list), encoded once per process,
-    forwarded by each dashboard socket as it is."""
-    return {"type": "live.events", "events_json": b"[" + b",".join(fragments) + b"]", "count": len(fragments)}
+async def send_to_dashboards(fragments: list[bytes]) -> None:
+    """Publish encoded events: joined into JSON lists once per process, forwarded by each dashboard socket as
+    they are."""
+    for start in range(0, len(fragments), EVENTS_PER_MESSAGE):
+        chunk = fragments[start : start + EVENTS_PER_MESSAGE]
+        await fanout.publish(b"[" + b",".join(chunk) + b"]", len(chunk))
 
 
-async def _send_to_dashboards(fragments: list[bytes]) -> None:
-    layer = get_channel_layer()
-    for start in range(0, len(fragments), GROUP_SEND_CHUNK):
-        await layer.group_send(DASHBOARD_GROUP, dashboard_message(fragments[start : start + GROUP_SEND_CHUNK]))
-
-
-_dashboards = Pacer(_send_to_dashboards, interval=LAYER_INTERVAL_S)
+_dashboards = Pacer(send_to_dashboards, interval=PUBLISH_INTERVAL_S)
 metrics.track_depth("live_pacer", _dashboards.pending)
 
 

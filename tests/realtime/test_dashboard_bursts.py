@@ -1,9 +1,10 @@
 """A dashboard socket whose process is busy when events arrive still shows every one of them.
 
-The consumer runs in this test's event loop on the in-memory channel layer: a
-burst of channel-layer messages is handled back to back, with no chance for
-the socket's frame timer to fire in between, as happens to a server process
-that the CPU or the GIL holds up while other processes keep publishing.
+The consumer runs in this test's event loop, events delivered in-process (no
+REDIS_URL): a burst of published messages is handled back to back, with no
+chance for the socket's frame timer to fire in between, as happens to a
+server process that the CPU or the GIL holds up while other processes keep
+publishing (its subscriber then reads many messages at once).
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import asyncio
 import json
 
 import pytest
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from tests.factories import OperatorFactory
-from transport import live
+from transport import fanout
 from transport.ws import dashboard
 from transport.ws.dashboard import DashboardConsumer
 
@@ -34,18 +34,17 @@ async def open_dashboard(user) -> WebsocketCommunicator:
     communicator.scope["user"] = user
     connected, _ = await communicator.connect(timeout=5)
     assert connected
-    for _ in range(100):  # accepted first, then checked and joined to the group
-        if get_channel_layer().groups.get(live.DASHBOARD_GROUP):
+    for _ in range(100):  # accepted first, then checked and joined
+        if fanout.local_sinks():
             return communicator
         await asyncio.sleep(0.05)
-    raise AssertionError("the dashboard socket never joined the dashboards' group")
+    raise AssertionError("the dashboard socket never joined the fan-out")
 
 
 async def publish_burst(events: list[bytes]) -> None:
-    """One channel-layer message per event, without yielding to the loop between them."""
-    layer = get_channel_layer()
+    """One published message per event, without yielding to the loop between them."""
     for fragment in events:
-        await layer.group_send(live.DASHBOARD_GROUP, live.dashboard_message([fragment]))
+        await fanout.publish(b"[" + fragment + b"]", 1)
 
 
 async def read_events(communicator: WebsocketCommunicator, wanted: int) -> tuple[list[str], int | None]:
@@ -64,7 +63,7 @@ async def read_events(communicator: WebsocketCommunicator, wanted: int) -> tuple
 
 
 def test_a_burst_of_layer_messages_reaches_the_dashboard_whole_and_in_order(settings):
-    settings.CHANNEL_LAYERS = IN_MEMORY
+    settings.CHANNEL_LAYERS, settings.REDIS_URL = IN_MEMORY, ""
     operator = OperatorFactory()
     burst = 400  # channel-layer messages arriving while the socket cannot send a frame
 
@@ -79,7 +78,7 @@ def test_a_burst_of_layer_messages_reaches_the_dashboard_whole_and_in_order(sett
 
 
 def test_a_burst_beyond_what_a_socket_may_hold_closes_it_rather_than_dropping_events(settings, monkeypatch):
-    settings.CHANNEL_LAYERS = IN_MEMORY
+    settings.CHANNEL_LAYERS, settings.REDIS_URL = IN_MEMORY, ""
     monkeypatch.setattr(dashboard, "MAX_WAITING_BYTES", 64 * 1024)
     operator = OperatorFactory()
     burst = 200  # of 1 KB each: three times what the socket may hold

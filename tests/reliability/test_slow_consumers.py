@@ -8,8 +8,6 @@ import time
 
 import pytest
 import websockets
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from websockets.exceptions import ConnectionClosed
 
 from tests.realtime.conftest import operator_headers
@@ -23,13 +21,10 @@ EVENT_BYTES = 1000
 
 
 def flood_dashboards(events: int) -> None:
-    """Publish `events` dashboard events of about EVENT_BYTES each, through the channel layer as a server does."""
-    layer = get_channel_layer()
-    chunk = live.GROUP_SEND_CHUNK
-    for start in range(0, events, chunk):
-        batch = [json.dumps({"type": "health", "device_id": "FLOOD", "n": n, "pad": "x" * EVENT_BYTES}).encode()
-                 for n in range(start, min(events, start + chunk))]  # fmt: skip
-        async_to_sync(layer.group_send)(live.DASHBOARD_GROUP, live.dashboard_message(batch))
+    """Publish `events` dashboard events of about EVENT_BYTES each, to every server process as a server does."""
+    fragments = [json.dumps({"type": "health", "device_id": "FLOOD", "n": n, "pad": "x" * EVENT_BYTES}).encode()
+                 for n in range(events)]  # fmt: skip
+    asyncio.run(live.send_to_dashboards(fragments))
 
 
 async def drain(ws) -> tuple[int, int, bool]:

@@ -1,7 +1,7 @@
 """`/ws/dashboard/`: the live event stream for signed-in operators (frame shape in transport.live).
 
-Events arrive from the channel layer already encoded (JSON lists, see
-transport.live.dashboard_message) and leave as they came, joined into frames:
+Events arrive from transport.fanout already encoded (JSON lists, see
+transport.live.send_to_dashboards) and leave as they came, joined into frames:
 no dashboard socket decodes or encodes an event.
 
 Flow control: the browser answers each frame with a text message
@@ -24,13 +24,13 @@ import time
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from transport import live, metrics
+from transport import fanout, live, metrics
 
 from . import operators
 
 CLOSE_TOO_SLOW = 4408
 WINDOW = 8  # frames sent and not yet answered
-FRAME_MAX_EVENTS = live.GROUP_SEND_CHUNK
+FRAME_MAX_EVENTS = live.EVENTS_PER_MESSAGE
 MAX_WAITING_BYTES = 8 * 1024 * 1024  # encoded events held for one socket, not yet sent
 
 
@@ -46,17 +46,19 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.held_bytes = self.held_events = 0  # received and not yet sent, in the pacer or waiting
         # Bounded here by bytes: a pacer bounded by count would silently drop events while the process is busy.
         self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop(), max_items=None)
-        await self.channel_layer.group_add(live.DASHBOARD_GROUP, self.channel_name)
+        fanout.join(self.take)
 
-    async def live_events(self, message: dict) -> None:
-        if self.pacer is None or self.closing:
+    def take(self, events_json: bytes, count: int) -> None:
+        """A fanout sink: events for this socket, sent with the next frame."""
+        if self.closing:
             return
-        self.held_bytes += len(message["events_json"])
-        self.held_events += message["count"]
+        self.held_bytes += len(events_json)
+        self.held_events += count
         if self.held_bytes > MAX_WAITING_BYTES:
-            await self._close_too_slow()
+            self._give_up()
+            self.closing_task = asyncio.get_running_loop().create_task(self.close(CLOSE_TOO_SLOW))
             return
-        self.pacer.add([(message["events_json"], message["count"])])
+        self.pacer.add([(events_json, count)])
 
     async def _send_events(self, chunks: list[tuple[bytes, int]]) -> None:
         """Send `chunks` (encoded event lists with their counts) as frames of about FRAME_MAX_EVENTS events."""
@@ -80,12 +82,14 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.shut_since = self.shut_since or now
         self.waiting.extend(chunks)
         if now - self.shut_since > settings.DASHBOARD_STALL_TIMEOUT_S:
-            await self._close_too_slow()
+            self._give_up()
+            await self.close(CLOSE_TOO_SLOW)
 
-    async def _close_too_slow(self) -> None:
+    def _give_up(self) -> None:
+        """Too slow: drop what is held (counted) and take no more; the caller closes the socket with 4408."""
         metrics.count_dropped_live_events(self.held_events)
         self.waiting, self.closing, self.held_bytes, self.held_events = [], True, 0, 0
-        await self.close(CLOSE_TOO_SLOW)
+        fanout.leave(self.take)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Any message answers the oldest unanswered frame (older pages send keep-alives, which count too)."""
@@ -99,4 +103,4 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.pacer is not None:
             self.closing = True
-            await self.channel_layer.group_discard(live.DASHBOARD_GROUP, self.channel_name)
+            fanout.leave(self.take)
