@@ -7,11 +7,14 @@ Each server process keeps its own; Prometheus scrapes every process and sums.
     lpr_ingest_commit_seconds                     pipeline took a batch → its commit, per batch
     lpr_queue_depth{queue}                        items waiting in a bounded buffer, read at scrape time
     lpr_live_events_dropped_total                 live events dropped by a full buffer (dashboards only)
+    lpr_gc_pause_seconds{generation}              garbage-collector pauses (lpr_server.collector)
+    lpr_gc_frozen_objects                         objects left out of collections since startup
 """
 
 from __future__ import annotations
 
 import bisect
+import gc
 import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -31,10 +34,13 @@ _depths: dict[str, Callable[[], int]] = {}
 class Histogram:
     """Cumulative buckets by one label, as Prometheus histograms are exposed."""
 
-    def __init__(self, name: str, help_text: str, buckets: Sequence[float], label: str | None = None) -> None:
+    def __init__(self, name: str, help_text: str, buckets: Sequence[float], label: str | None = None,
+                 label_values: Sequence[str] = ()) -> None:  # fmt: skip
         self.name, self.help, self.label = name, help_text, label
         self.bounds = sorted(buckets)
         self._series: dict[str, tuple[list[int], list[float]]] = {}  # label value → (bucket counts, [sum])
+        for value in label_values:  # series that exist before their first observation
+            self._series[value] = ([0] * (len(self.bounds) + 1), [0.0])
 
     def observe(self, seconds: float, label_value: str = "") -> None:
         self.observe_many([seconds], label_value)
@@ -45,6 +51,14 @@ class Histogram:
             for seconds in values:
                 counts[bisect.bisect_left(self.bounds, seconds)] += 1
             total[0] += sum(values)
+
+    def observe_in_collector(self, seconds: float, generation: int) -> None:
+        """`observe` for a garbage-collector callback, which must not take `_lock`: a collection may start
+        in a thread that holds it. Collections never overlap, so the callback is each series' only writer;
+        the series exist from the start, so the dict never changes under a render."""
+        counts, total = self._series[str(generation)]
+        counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        total[0] += seconds
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
@@ -67,6 +81,11 @@ ingest_latency = Histogram(
 ingest_commit = Histogram(
     "lpr_ingest_commit_seconds", "From the pipeline taking a batch to its commit, per batch that stored something.",
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+)  # fmt: skip
+gc_pauses = Histogram(
+    "lpr_gc_pause_seconds", "Garbage-collector pauses of this process, by generation.",
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5], label="generation",
+    label_values=("0", "1", "2"),
 )  # fmt: skip
 
 
@@ -112,7 +131,12 @@ def render() -> str:
     with _lock:
         for (via, status), n in sorted(ingest_total.items()):
             lines.append(f'lpr_ingest_messages_total{{transport="{via}",status="{status}"}} {n}')
-    lines += ingest_latency.render() + ingest_commit.render()
+    lines += ingest_latency.render() + ingest_commit.render() + gc_pauses.render()
+    lines += [
+        "# HELP lpr_gc_frozen_objects Objects left out of garbage collection since startup (gc.freeze).",
+        "# TYPE lpr_gc_frozen_objects gauge",
+        f"lpr_gc_frozen_objects {gc.get_freeze_count()}",
+    ]
     lines += ["# HELP lpr_queue_depth Items waiting in a bounded in-process buffer.", "# TYPE lpr_queue_depth gauge"]
     for queue, depth in sorted(_depths.items()):
         lines.append(f'lpr_queue_depth{{queue="{queue}"}} {depth()}')

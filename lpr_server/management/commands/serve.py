@@ -1,7 +1,10 @@
+import importlib
+
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from devices import watch
+from lpr_server import collector
 from lpr_server.access_log import DaphneCLI
 from transport.mqtt.service import start_beside_server
 
@@ -18,6 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-watch", action="store_true", help="run no device watch loop here (run_device_watch runs elsewhere)")
 
     def handle(self, *args, host, port, access_log, no_mqtt, no_watch, **opts):
+        importlib.import_module("lpr_server.asgi")  # loaded before the collector freezes what is loaded
+        collector.prepare_server_process()
         logging = ["--access-log", "-"] if access_log else ["-v", "0"]
         stop_mqtt = (lambda: None) if no_mqtt else start_beside_server(host, port)
         # Presence, offline detection, command re-sends and expiry need a loop; without REDIS_URL presence

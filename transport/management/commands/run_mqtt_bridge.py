@@ -4,6 +4,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
+from lpr_server import collector
 from transport.mqtt.bridge import Bridge, Limits
 from transport.mqtt.client import SESSION_EXPIRY_S, BrokerAddress
 from transport.mqtt.downlink import broker_url
@@ -29,6 +30,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        collector.prepare_server_process()
         self.stdout.write(f"MQTT bridge {client_id} running; SIGTERM stops it after the batch in flight.")
         bridge.run(stop)
         self.stdout.write(f"MQTT bridge {client_id} stopped after settling {bridge.handled} message(s).")
