@@ -21,22 +21,13 @@ from transport import metrics
 _started_at = [0.0]  # a collection never starts while another runs, so one slot is enough
 
 
-def freeze_startup_objects() -> int:
-    """Collect once, then leave everything alive now out of future collections; returns how many objects."""
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
-
-
-def measure_pauses() -> None:
+def prepare_server_process() -> None:
+    """For `serve` and the MQTT bridge: call once everything the process runs is imported. Measures pauses from
+    now on, collects once, then leaves everything alive now out of future collections."""
     if _on_collection not in gc.callbacks:
         gc.callbacks.append(_on_collection)
-
-
-def prepare_server_process() -> None:
-    """For `serve` and the MQTT bridge: call once everything the process runs is imported."""
-    measure_pauses()
-    freeze_startup_objects()
+    gc.collect()
+    gc.freeze()
 
 
 def _on_collection(phase: str, info: dict) -> None:

@@ -24,16 +24,15 @@ import asyncio
 import logging
 from typing import Callable
 
-import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+
+from .channel_layer import REDIS_DOWN, RETRY_MAX_S, RETRY_MIN_S  # the same outage, ridden out the same way
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "lpr.live.dashboard"
-RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
 IDLE_READ_S = 1.0  # a subscriber's read returns this often when nothing comes, so a dead link is noticed
-REDIS_DOWN = (redis.RedisError, OSError)
 
 Sink = Callable[[bytes, int], None]  # (events as a JSON list, how many), called on the server's loop
 
