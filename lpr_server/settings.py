@@ -128,7 +128,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A task whose worker died unannounced (SIGKILL, a lost machine) goes back to the Redis queue after this long. It must
 # exceed the longest task plus its countdown (webhook retries back off up to ALERT_WEBHOOK_BACKOFF_MAX_S).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.float("CELERY_VISIBILITY_TIMEOUT_S", default=3600.0)}
+# Workers look for such tasks every 10 s (kombu's default scans only every tenth look, so a task that was not
+# yet due at one scan waited 100 s more).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.float("CELERY_VISIBILITY_TIMEOUT_S", default=3600.0),
+                                   "unacked_restore_interval": 10, "unacked_restore_throttle": 1}  # fmt: skip
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     "detections-purge-expired": {"task": "detections.purge_expired", "schedule": 24 * 3600.0},
