@@ -87,11 +87,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--big", action="store_true", help="seed 10,000,000 detections; time dashboard pages and search"
     )
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows seeded by --big")
+    parser.add_argument(
+        "--web", type=int, default=os.cpu_count() or 1, metavar="N",
+        help="Daphne processes, behind nginx when more than one (default: one per core, as in production)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--compare", nargs=2, type=Path, metavar=("A", "B"), help="print two results files side by side"
     )
     args = parser.parse_args(argv)
+    if args.web < 1:
+        parser.error("--web: at least one web process")
     if args.warmup is None:
         args.warmup = 60.0 if args.soak else 3.0  # the soak's first memory sample comes once caches have filled
     return args
@@ -113,7 +119,7 @@ def meta(args: argparse.Namespace) -> dict:
     ).stdout
     return {"started_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), "load_average": list(load),
             "cpus": cpus, "cpu_model": model, "memory_gb": psutil.virtual_memory().total / 2**30,
-            "commit": commit + ("-dirty" if dirty else ""), "warmup_s": args.warmup,
+            "commit": commit + ("-dirty" if dirty else ""), "warmup_s": args.warmup, "web_processes": args.web,
             "measure_s": args.soak or args.seconds,
             "argv": sys.argv[1:]}  # fmt: skip
 
@@ -142,11 +148,11 @@ def running_stack(selected: list[str], args: argparse.Namespace, sample_every: f
     fleet.create_watchlist()
     cookie = fleet.operator_cookie()
     say(f"{sum(len(c) for c in cameras.values())} cameras, a watchlist of {len(fleet.WATCHLIST_PLATES):,} plates")
-    stack = Stack(url, REDIS_URL, work)
+    stack = Stack(url, REDIS_URL, work, web=args.web)
     try:
         stack.start()
         sampler = Sampler(url, DATABASE, interval=sample_every)
-        sampler.roles.update({name: proc.pid for name, proc in stack.procs.items()})
+        sampler.roles.update(stack.roles())
         sampler.start()
         dashboard_log = work / "dashboard.log"
         dashboard_log.touch()

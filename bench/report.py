@@ -11,7 +11,7 @@ from .phases import LATENCY_PHASES, TRANSPORTS
 
 COLUMNS = {"rest_single": "REST single", "rest_batch": "REST batch", "websocket": "WebSocket", "socketio": "Socket.IO",
            "mqtt": "MQTT", "mixed": "mixed 1k/s", "ws_ack": "WS 1k msg/s"}  # fmt: skip
-PROCESSES = ("daphne", "bridge", "worker", "watch", "mosquitto", "postgres", "redis")
+PROCESSES = ("daphne", "nginx", "bridge", "worker", "watch", "mosquitto", "postgres", "redis")  # daphne: all web processes
 DASH = "-"
 VERDICT = {True: "PASS", False: "FAIL", None: "n/a"}
 
@@ -177,6 +177,9 @@ def header(meta: dict) -> list[str]:
         f"each phase: {meta['warmup_s']:g} s warm-up, {meta['measure_s']:g} s measured; "
         "CPU is seconds in the measured window (% of one core)",
     ]  # fmt: skip
+    web = meta.get("web_processes", 1)
+    if web > 1:
+        lines.append(f"web: {web} Daphne processes behind nginx (daphne rows: all of them together)")
     return lines
 
 

@@ -37,7 +37,7 @@ class Sampler:
     database_url: str
     database: str
     interval: float = 0.5
-    roles: dict[str, int] = field(default_factory=dict)  # group -> pid
+    roles: dict[str, list[int]] = field(default_factory=dict)  # group -> pids
     samples: list[Sample] = field(default_factory=list)
     clients: set[int] = field(default_factory=set)
 
@@ -80,8 +80,8 @@ class Sampler:
             r[0] for r in self._conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.database])
         ]
         groups: dict[str, list[int]] = {}
-        for role, pid in self.roles.items():
-            groups[role] = [pid, *self._children(pid)]
+        for role, pids in self.roles.items():
+            groups[role] = [member for pid in pids for member in (pid, *self._children(pid))]
         groups["postgres"] = [pid for pid in backends if pid != self._conn.info.backend_pid] + self._helpers
         groups["redis"] = self._redis
         groups["client"] = [pid for c in list(self.clients) for pid in (c, *self._children(c))]

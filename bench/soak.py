@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .sampler import MB, Sampler
 
-JUDGED = ("daphne", "bridge", "worker", "watch", "mosquitto")
+JUDGED = ("daphne", "nginx", "bridge", "worker", "watch", "mosquitto")  # daphne: all web processes together
 SHOWN = ("postgres", "redis", "client")
 FLAT_WITHIN = 0.10
 

@@ -1,15 +1,18 @@
 """Starting the real server for a benchmark: a fresh PostgreSQL database, migrations, a device, Daphne.
 
 `Stack` starts the whole production layout on this machine (README, "Running
-it for real"): Daphne (`manage.py serve --no-mqtt --no-watch`) with REDIS_URL,
+it for real"; docs/deployment.md): web processes (`manage.py serve --no-mqtt
+--no-watch` with REDIS_URL, one per core by default) behind nginx,
 `run_mqtt_bridge` against a private Mosquitto, a Celery worker (alert
 matching) and `run_device_watch`, each its own process, logging to files.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -82,6 +85,13 @@ def answers(url: str) -> bool:
         return False
 
 
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(found).exists():
+        raise SystemExit("bench: nginx is not installed (bench/run installs it; or run with --web 1)")
+    return found
+
+
 @contextmanager
 def daphne(database_url: str, **extra_env: str) -> Iterator[str]:
     port = free_port()
@@ -107,11 +117,62 @@ max_inflight_messages 1000
 """
 
 
-class Stack:
-    """The server's processes on one database, one Redis db and a private Mosquitto; `procs` by role."""
+# The upstream of docs/deploy/nginx/lpr.conf (least_conn, keep-alive, WebSocket upgrades, forwarded address), in
+# plain HTTP: TLS would cost nginx and the load generators, not the server.
+NGINX_CONF = """{user}daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/nginx-body;
+    proxy_temp_path {dir}/nginx-proxy;
+    upstream lpr_web {{
+        least_conn;
+{servers}
+        keepalive 64;
+    }}
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      '';
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 17m;
+        proxy_http_version 1.1;
+        proxy_set_header Host $host;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_read_timeout 1h;
+        location / {{
+            proxy_pass http://lpr_web;
+        }}
+    }}
+}}
+"""
 
-    def __init__(self, database_url: str, redis_url: str, log_dir: Path) -> None:
-        self.database_url, self.redis_url, self.log_dir = database_url, redis_url, log_dir
+
+def nginx_conf(directory: Path, port: int, upstream_ports: list[int]) -> str:
+    servers = "\n".join(f"        server 127.0.0.1:{p};" for p in upstream_ports)
+    # As root, nginx's workers would switch to a user who cannot write the run's (private) folder.
+    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+    return NGINX_CONF.format(user=user, dir=directory, port=port, servers=servers)
+
+
+def web_role(index: int) -> str:
+    """Process names of the web processes: daphne, daphne2, daphne3…"""
+    return "daphne" if index == 0 else f"daphne{index + 1}"
+
+
+class Stack:
+    """The server's processes on one database, one Redis db and a private Mosquitto; `procs` by name.
+
+    `web` Daphne processes: one answers on `port` itself; more sit behind nginx on `port`, as in production."""
+
+    def __init__(self, database_url: str, redis_url: str, log_dir: Path, web: int = 1) -> None:
+        self.database_url, self.redis_url, self.log_dir, self.web = database_url, redis_url, log_dir, web
         self.procs: dict[str, subprocess.Popen] = {}
         self.port, self.mqtt_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -123,19 +184,36 @@ class Stack:
         conf.write_text(MOSQUITTO_CONF.format(port=self.mqtt_port) + f"user {os.environ.get('USER', 'root')}\n")
         self._spawn("mosquitto", ["mosquitto", "-c", str(conf)])
         manage = [PYTHON, "manage.py"]
-        self._spawn("daphne", [*manage, "serve", "--no-mqtt", "--no-watch", "--port", str(self.port)])
+        web_ports = [self.port] if self.web == 1 else [free_port() for _ in range(self.web)]
+        for n, port in enumerate(web_ports):
+            self._spawn(web_role(n), [*manage, "serve", "--no-mqtt", "--no-watch", "--port", str(port)])
         self._spawn("bridge", [*manage, "run_mqtt_bridge", "--url", f"mqtt://127.0.0.1:{self.mqtt_port}",
                                "--client-id", "bench-bridge"], LOG_LEVEL="INFO")  # fmt: skip
         self._spawn("worker", [PYTHON, "-m", "celery", "-A", "lpr_server", "worker", "--pool", "threads",
                                "--concurrency", "2", "--loglevel", "INFO",
                                "--without-gossip", "--without-mingle", "--without-heartbeat"])  # fmt: skip
         self._spawn("watch", [*manage, "run_device_watch"])
-        wait_for(lambda: answers(self.base + "/healthz"), 60, "Daphne to answer /healthz", every=0.25)
+        for n, port in enumerate(web_ports):  # each on its own: through nginx one answering would do
+            wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), 60, f"{web_role(n)} to answer /healthz",
+                     every=0.25)  # fmt: skip
+        if self.web > 1:
+            conf = self.log_dir / "nginx.conf"
+            conf.write_text(nginx_conf(self.log_dir, self.port, web_ports))
+            self._spawn("nginx", [nginx_binary(), "-p", str(self.log_dir), "-e", str(self.log_dir / "nginx-error.log"),
+                                  "-c", str(conf)])  # fmt: skip
+            wait_for(lambda: answers(self.base + "/healthz"), 30, "nginx to answer /healthz", every=0.1)
         wait_for(lambda: "subscribed to" in self.log("bridge"), 60, "the MQTT bridge to subscribe")
         wait_for(lambda: " ready." in self.log("worker"), 60, "the Celery worker to be ready")
         say(f"stack up: Daphne {self.base}, Mosquitto :{self.mqtt_port}, "
             + ", ".join(f"{name} pid {p.pid}" for name, p in self.procs.items()))  # fmt: skip
         return self
+
+    def roles(self) -> dict[str, list[int]]:
+        """Process groups for the sampler: every web process counts as Daphne."""
+        groups: dict[str, list[int]] = {}
+        for name, proc in self.procs.items():
+            groups.setdefault("daphne" if name.startswith("daphne") else name, []).append(proc.pid)
+        return groups
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         out = (self.log_dir / f"{name}.log").open("w")
