@@ -88,8 +88,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows seeded by --big")
     parser.add_argument(
-        "--web", type=int, default=os.cpu_count() or 1, metavar="N",
-        help="Daphne processes, behind nginx when more than one (default: one per core, as in production)",
+        "--web", type=int, default=1, metavar="N",
+        help="Daphne processes, behind nginx when more than one, as docs/deployment.md deploys them (default 1)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(

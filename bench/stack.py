@@ -1,8 +1,8 @@
 """Starting the real server for a benchmark: a fresh PostgreSQL database, migrations, a device, Daphne.
 
 `Stack` starts the whole production layout on this machine (README, "Running
-it for real"; docs/deployment.md): web processes (`manage.py serve --no-mqtt
---no-watch` with REDIS_URL, one per core by default) behind nginx,
+it for real"; docs/deployment.md): Daphne (`manage.py serve --no-mqtt
+--no-watch` with REDIS_URL; with `web` > 1, that many behind nginx),
 `run_mqtt_bridge` against a private Mosquitto, a Celery worker (alert
 matching) and `run_device_watch`, each its own process, logging to files.
 """
