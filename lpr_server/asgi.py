@@ -2,6 +2,7 @@
 
     /socket.io/    Socket.IO (python-socketio), namespace /device
     /ws/...        Channels consumers (transport/ws/routing.py)
+    ingest POSTs   straight to the pipeline (transport/rest/asgi.py)
     device API     Django without middleware (lpr_server/http.py)
     anything else  Django
 """
@@ -19,10 +20,12 @@ from django.conf import settings  # noqa: E402
 
 from lpr_server.http import DeviceAPIHandler, SyncThreads, router  # noqa: E402
 from transport import live  # noqa: E402
+from transport.rest import asgi as rest_asgi  # noqa: E402
 from transport.socketio.server import mount  # noqa: E402
 from transport.ws.routing import websocket_urlpatterns  # noqa: E402
 
-http = router(django_http, DeviceAPIHandler(), SyncThreads(settings.HTTP_SYNC_THREADS))
+http = router(django_http, DeviceAPIHandler(), SyncThreads(settings.HTTP_SYNC_THREADS),
+              posts={path: rest_asgi.ingest for path in rest_asgi.ROUTES})  # fmt: skip
 websocket_routes = list(websocket_urlpatterns)
 if settings.BENCH_VIEWS:  # bench/run's ceilings: bare echo endpoints beside the real ones (never in production)
     from bench import echo

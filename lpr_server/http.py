@@ -12,6 +12,9 @@ machine, and both are avoidable:
   needs none of the middleware the operators' pages do, and in async mode
   every Django middleware costs two thread hops. `DeviceAPIHandler` serves
   those paths with no middleware at all.
+
+The ingest POSTs, a request per read for many cameras, skip Django's handler
+altogether (transport/rest/asgi.py).
 """
 
 from __future__ import annotations
@@ -54,11 +57,16 @@ class DeviceAPIHandler(ASGIHandler):
         self._middleware_chain = convert_exception_to_response(self._get_response_async if is_async else self._get_response)
 
 
-def router(operator_app, device_app, threads: SyncThreads):
-    """One ASGI app for HTTP: the device API to `device_app`, everything else to `operator_app`."""
+def router(operator_app, device_app, threads: SyncThreads, posts: dict | None = None):
+    """One ASGI app for HTTP: POSTs to a path of `posts` to its app, the rest of the device API to `device_app`,
+    everything else to `operator_app`."""
+    posts = posts or {}
 
     async def app(scope, receive, send):
-        handler = device_app if scope["path"].startswith(DEVICE_API_PREFIXES) else operator_app
+        path = scope["path"]
+        handler = posts.get(path) if scope["method"] == "POST" else None
+        if handler is None:
+            handler = device_app if path.startswith(DEVICE_API_PREFIXES) else operator_app
         async with threads.context():
             return await handler(scope, receive, send)
 

@@ -14,6 +14,7 @@ light load one write runs at a time; more start as the backlog grows.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -58,6 +59,15 @@ def _ingest(items: list[Inbound]) -> list[Ack]:
     if any(ack.status == pipeline.UNAVAILABLE for ack in acks):
         _thread_state.check_after = 0.0
     return acks
+
+
+def stop_writers() -> None:
+    """End the writer threads, and with them their database connections (tests that drop their database)."""
+    global _writers
+    if _writers is not None:
+        _writers.shutdown(wait=True)
+        _writers = None
+        gc.collect()  # a thread's connection goes with its thread-local storage
 
 
 async def write(items: list[Inbound]) -> list[Ack]:

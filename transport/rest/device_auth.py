@@ -55,6 +55,11 @@ def refuse(request: HttpRequest, code: str, detail: str, field: str | None = Non
            read_body: bool = True) -> HttpResponse:  # fmt: skip
     """Answer in the contract's form and keep a record an operator can see."""
     body = request.body if read_body and request.method == "POST" else b""
+    return refuse_body(code, detail, body, field, device)
+
+
+def refuse_body(code: str, detail: str, body: bytes, field: str | None = None, device: Device | None = None) -> HttpResponse:
+    """`refuse`, for a request known by its body only."""
     pipeline.record_refusal("rest", code, detail, body, device)
     return error_response(code, detail, field)
 
@@ -83,7 +88,7 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
                 except auth.AuthError as exc:
                     return await sync_to_async(refuse)(request, exc.code, exc.detail)
                 except (OperationalError, InterfaceError):
-                    return _unavailable()
+                    return unavailable()
 
             return csrf_exempt(async_view)
 
@@ -96,7 +101,7 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
             except auth.AuthError as exc:
                 return refuse(request, exc.code, exc.detail)
             except (OperationalError, InterfaceError):
-                return _unavailable()
+                return unavailable()
 
         return csrf_exempt(view)
 
@@ -104,7 +109,11 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
 
 
 def is_json(request: HttpRequest) -> bool:
-    content_type = request.content_type or ""
+    return is_json_type(request.content_type or "")
+
+
+def is_json_type(content_type: str) -> bool:
+    """For a media type without its parameters ("" when the request named none)."""
     return not content_type or content_type == "application/json" or content_type.endswith("+json")
 
 
@@ -114,6 +123,6 @@ def require_json(request: HttpRequest, device: Device | None = None) -> HttpResp
     return refuse(request, "unsupported_media_type", f"Send application/json, not {request.content_type}.", device=device)
 
 
-def _unavailable() -> HttpResponse:
+def unavailable() -> HttpResponse:
     return error_response("unavailable", "Storage is unavailable; nothing was stored. Resend later.", retry_after=UNAVAILABLE_RETRY_S)
 

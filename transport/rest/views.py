@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Awaitable, Callable
 
 import msgspec
 from asgiref.sync import sync_to_async
@@ -18,7 +19,7 @@ from devices.models import Device
 from transport import auth, batching, envelope, pipeline
 from transport.errors import error_response
 
-from .device_auth import device_api, is_json, refuse, require_json
+from .device_auth import device_api, is_json, refuse, refuse_body, require_json
 
 class _Batch(msgspec.Struct):
     messages: list[msgspec.Raw]
@@ -31,7 +32,22 @@ _batch_decoder = msgspec.json.Decoder(_Batch)
 async def ingest(request: HttpRequest, credentials: auth.Credentials) -> HttpResponse:
     if not is_json(request):
         return await sync_to_async(require_json)(request)
-    ack = (await _store(request, [pipeline.Inbound(request.body, None, "rest", credentials=credentials)]))[0]
+    return await store_one(request.body, credentials, _submitter(request))
+
+
+@device_api(max_bytes=settings.BATCH_MAX_BYTES, defer_auth=True)
+async def ingest_batch(request: HttpRequest, credentials: auth.Credentials) -> HttpResponse:
+    if not is_json(request):
+        return await sync_to_async(require_json)(request)
+    return await store_batch(request.body, credentials, _submitter(request))
+
+
+Submit = Callable[[list[pipeline.Inbound]], Awaitable[list[pipeline.Ack]]]
+
+
+async def store_one(body: bytes, credentials: auth.Credentials, submit: Submit) -> HttpResponse:
+    """`POST /api/v1/ingest/` once its method, size and media type are checked (here and in transport.rest.asgi)."""
+    ack = (await submit([pipeline.Inbound(body, None, "rest", credentials=credentials)]))[0]
     if ack.status == pipeline.ACCEPTED:
         return _json({"message_id": ack.message_id, "status": ack.status}, status=201)
     if ack.status == pipeline.DUPLICATE:
@@ -39,29 +55,27 @@ async def ingest(request: HttpRequest, credentials: auth.Credentials) -> HttpRes
     return error_response(ack.error, ack.detail, ack.field, ack.retry_after, message_id=ack.message_id)
 
 
-@device_api(max_bytes=settings.BATCH_MAX_BYTES, defer_auth=True)
-async def ingest_batch(request: HttpRequest, credentials: auth.Credentials) -> HttpResponse:
-    if not is_json(request):
-        return await sync_to_async(require_json)(request)
+async def store_batch(body: bytes, credentials: auth.Credentials, submit: Submit) -> HttpResponse:
+    """`POST /api/v1/ingest/batch/` once its method, size and media type are checked."""
     try:
-        raw = _batch_decoder.decode(request.body).messages
+        raw = _batch_decoder.decode(body).messages
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-        return await sync_to_async(refuse)(request, "invalid", f'Body must be {{"messages": [envelope, ...]}}: {exc}',
-                                           "messages")  # fmt: skip
+        return await sync_to_async(refuse_body)("invalid", f'Body must be {{"messages": [envelope, ...]}}: {exc}', body,
+                                                "messages")  # fmt: skip
     if len(raw) > settings.BATCH_MAX_MESSAGES:
         detail = f"{len(raw)} messages; a batch holds at most {settings.BATCH_MAX_MESSAGES}."
-        return await sync_to_async(refuse)(request, "too_large", detail, "messages")
-    acks = await _store(request, [pipeline.Inbound(bytes(item), None, "rest", credentials=credentials) for item in raw])
+        return await sync_to_async(refuse_body)("too_large", detail, body, "messages")
+    acks = await submit([pipeline.Inbound(bytes(item), None, "rest", credentials=credentials) for item in raw])
     for ack in acks:
         if ack.status in (pipeline.THROTTLED, pipeline.UNAVAILABLE) or ack.credentials_refused:
             return error_response(ack.error, ack.detail, retry_after=ack.retry_after)
     return _json({"results": [_result(ack) for ack in acks]})
 
 
-async def _store(request: HttpRequest, items: list[pipeline.Inbound]) -> list[pipeline.Ack]:
+def _submitter(request: HttpRequest) -> Submit:
     if isinstance(request, ASGIRequest):  # a long-lived server loop: share writes with concurrent requests
-        return await batching.submit(items)
-    return await sync_to_async(pipeline.ingest_batch)(items)  # WSGI (and Django's test client): commit alone
+        return batching.submit
+    return sync_to_async(pipeline.ingest_batch)  # WSGI (and Django's test client): commit alone
 
 
 def _json(body: dict, status: int = 200) -> HttpResponse:
