@@ -63,7 +63,9 @@ class Device(models.Model):
 
 
 class HealthLog(models.Model):
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="health_logs")
+    # Found by the (device, reported_at) index; retention finds old rows by a block-range index on reported_at
+    # (PostgreSQL, devices/migrations/0005).
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="health_logs", db_index=False)
     message_id = models.UUIDField(unique=True)
     reported_at = models.DateTimeField()
     received_at = models.DateTimeField()
@@ -90,7 +92,7 @@ class HealthLog(models.Model):
 class ReportedConfig(models.Model):
     """Every configuration version a device reported running, kept as history."""
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="reported_configs")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="reported_configs", db_index=False)
     message_id = models.UUIDField(unique=True)
     version = models.PositiveIntegerField()
     values = models.JSONField(default=dict)
