@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 import socketio
 import websockets
+from websockets.exceptions import InvalidStatus
 
 from tests.mqtt.conftest import BridgeProcess, Camera, Mosquitto
 from tests.realtime.conftest import Server
@@ -96,7 +97,7 @@ class WebSocketCamera:
 
     async def send_many(self, envs: list[dict]) -> None:
         if self.ws is None:
-            self.ws = await websockets.connect(self.url)
+            self.ws = await self._connect()
         for env in envs:
             await self.ws.send(json.dumps(env))
         waiting = {env["message_id"]: env for env in envs}
@@ -106,6 +107,17 @@ class WebSocketCamera:
                 if frame["status"] == "unavailable":
                     assert frame["retry_after"] >= 1 and frame["error"] == "unavailable", frame
                 self.ledger.note(waiting.pop(frame["message_id"]), frame["status"])
+
+    async def _connect(self, tries: int = 20):
+        """As firmware does: a handshake the server could not answer (5xx) is tried again. Right after an outage the
+        server's database pool may still be reconnecting (with backoff), and a handshake needs the database."""
+        for attempt in range(tries):
+            try:
+                return await websockets.connect(self.url)
+            except InvalidStatus as exc:
+                if exc.response.status_code < 500 or attempt == tries - 1:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def close(self) -> None:
         if self.ws is not None:
