@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 import socketio
 import websockets
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.mqtt.conftest import BridgeProcess, Camera, Mosquitto
 from tests.realtime.conftest import Server
@@ -91,13 +91,26 @@ class RestCamera(Sender):
         return self.ledger.note(env, status)
 
 
+TRY_AGAIN_LATER = 4503
+
+
 class WebSocketCamera:
     def __init__(self, server: Server, token: str) -> None:
         self.url, self.ledger, self.ws = f"{server.ws}/ws/device/?token={token}", Ledger(), None
 
-    async def send_many(self, envs: list[dict]) -> None:
-        if self.ws is None:
-            self.ws = await self._connect()
+    async def send_many(self, envs: list[dict], tries: int = 20) -> None:
+        for attempt in range(tries):
+            if self.ws is None:
+                self.ws = await self._connect()
+            try:
+                return await self._exchange(envs)
+            except ConnectionClosed as exc:  # 4503: the server could not check the token yet
+                if exc.rcvd is None or exc.rcvd.code != TRY_AGAIN_LATER or attempt == tries - 1:
+                    raise
+                self.ws = None
+                await asyncio.sleep(0.5)
+
+    async def _exchange(self, envs: list[dict]) -> None:
         for env in envs:
             await self.ws.send(json.dumps(env))
         waiting = {env["message_id"]: env for env in envs}
@@ -110,7 +123,8 @@ class WebSocketCamera:
 
     async def _connect(self, tries: int = 20):
         """As firmware does: a handshake the server could not answer (5xx) is tried again. Right after an outage the
-        server's database pool may still be reconnecting (with backoff), and a handshake needs the database."""
+        server's database pool may still be reconnecting (with backoff), and a handshake needs the database: the
+        server then closes with 4503 (storage unavailable), which `send_many` also tries again."""
         for attempt in range(tries):
             try:
                 return await websockets.connect(self.url)

@@ -149,6 +149,43 @@ def test_postgres_down_is_answered_unavailable_on_every_transport_and_nothing_is
     figures.record("outages", "postgres_down", **results)
 
 
+def test_a_camera_that_connects_while_storage_is_down_is_told_to_try_again_later(stack, fast_device, token_for):
+    import socketio
+    import websockets
+
+    device = fast_device()
+    token = token_for(device)
+
+    async def refusals() -> tuple[int, dict]:
+        ws = await websockets.connect(f"{stack.server.ws}/ws/device/?token={token}")
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 15)
+        client, errors = socketio.AsyncClient(reconnection=False), []
+        client.on("connect_error", errors.append, namespace="/device")
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(stack.server.http, namespaces=["/device"], auth={"token": token},
+                                 transports=["websocket"], wait_timeout=15)  # fmt: skip
+        await client.disconnect()
+        return closed.value.rcvd.code, errors[0]["data"]
+
+    async def scenario():
+        stack.storage_down()
+        try:
+            refused = await refusals()
+        finally:
+            stack.storage_up()
+        camera = WebSocketCamera(stack.server, token)  # once storage is back, the same token gets in
+        await camera.send_many([envelope(device.id, protocol="websocket")])
+        await _resend_until_settled(camera)  # the first write after an outage may still meet a dead connection
+        await camera.close()
+        return refused, camera.ledger
+
+    (ws_code, sio_data), ledger = asyncio.run(scenario())
+    assert ws_code == 4503
+    assert (sio_data["error"], sio_data["close_code"]) == ("unavailable", 4503)
+    assert ledger.count("accepted") == 1
+
+
 async def _send_all(camera, envs: list[dict]) -> None:
     await camera.send_many(envs)
 

@@ -3,7 +3,7 @@
 Events from the camera: `envelope` (with an acknowledgement callback that
 receives the ack object) and `frame` (one JPEG image, binary). A connection
 refused for its token gets a `connect_error` whose data is
-`{"error": "unauthenticated"|"forbidden", "detail", "close_code": 4401|4403}`.
+`{"error": "unauthenticated"|"forbidden"|"unavailable", "detail", "close_code": 4401|4403|4503}`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from devices import presence
@@ -39,11 +40,15 @@ def token_from_scope(scope: dict) -> str:
 
 
 async def authenticate(token: str, via: str) -> Device | auth.AuthError:
+    """The token's device, or why the connection is refused: a refused token is recorded; storage out of reach
+    is `unavailable` (close code 4503: connect again shortly), not a failed handshake the camera cannot read."""
     try:
         return await database_sync_to_async(auth.authenticate_token)(token)
     except auth.AuthError as exc:
         await database_sync_to_async(pipeline.record_refusal)(via, exc.code, exc.detail)
         return exc
+    except (OperationalError, InterfaceError):
+        return auth.AuthError("unavailable", "Storage is unavailable; connect again in a few seconds.")
 
 
 def _revocation(device: Device) -> str | None:
