@@ -86,5 +86,9 @@ def not_found(request, exception=None):
 def server_error(request):
     """An unexpected failure (logged with its traceback): JSON under /api/, the usual page elsewhere."""
     if request.path.startswith(API_PREFIX):
-        return error_response("server_error", "The server failed to answer; the failure is logged. Retry later.")
+        return api_server_error()
     return defaults.server_error(request)
+
+
+def api_server_error() -> JsonResponse:
+    return error_response("server_error", "The server failed to answer; the failure is logged. Retry later.")

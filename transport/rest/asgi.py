@@ -21,10 +21,10 @@ from django.http import HttpResponse
 from django.utils.http import parse_header_parameters
 
 from transport import auth, batching
-from transport.errors import error_response
+from transport.errors import api_server_error
 
 from . import views
-from .device_auth import is_json_type, refuse_body, unavailable
+from .device_auth import is_json_type, not_json_detail, refuse_body, too_large_detail, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ async def ingest(scope, receive, send) -> None:
         response = await _answer(scope, body)
     except Exception:
         log.exception("POST %s failed", scope["path"])
-        response = error_response("server_error", "The server failed to answer; the failure is logged. Retry later.")
+        response = api_server_error()
     await _send(response, send)
 
 
@@ -52,10 +52,10 @@ async def _answer(scope, body: bytes) -> HttpResponse:
     headers = _headers(scope)
     declared = int(headers.get("content-length") or 0)
     if declared > max_bytes:
-        return await sync_to_async(_refuse)("too_large", f"Body is {declared} bytes; the limit is {max_bytes}.", b"")
+        return await sync_to_async(_refuse)("too_large", too_large_detail(declared, max_bytes), b"")
     content_type = parse_header_parameters(headers.get("content-type", ""))[0]
     if not is_json_type(content_type):
-        return await sync_to_async(_refuse)("unsupported_media_type", f"Send application/json, not {content_type}.", body)
+        return await sync_to_async(_refuse)("unsupported_media_type", not_json_detail(content_type), body)
     credentials = auth.Credentials(auth.key_from_header(headers.get("authorization", "")), headers.get("x-timestamp"),
                                    headers.get("x-signature"), body)  # fmt: skip
     try:

@@ -39,8 +39,16 @@ def _check(request: HttpRequest, methods: tuple[str, ...], max_bytes: int | None
         response["Allow"] = ", ".join(methods)  # HTTP requires it on a 405
         return response
     if _too_large(request, max_bytes):
-        return refuse(request, "too_large", f"Body is {_length(request)} bytes; the limit is {max_bytes}.", read_body=False)
+        return refuse(request, "too_large", too_large_detail(_length(request), max_bytes), read_body=False)
     return None
+
+
+def too_large_detail(length: int, max_bytes: int) -> str:
+    return f"Body is {length} bytes; the limit is {max_bytes}."
+
+
+def not_json_detail(content_type: str) -> str:
+    return f"Send application/json, not {content_type}."
 
 
 def _too_large(request: HttpRequest, max_bytes: int | None) -> bool:
@@ -120,7 +128,7 @@ def is_json_type(content_type: str) -> bool:
 def require_json(request: HttpRequest, device: Device | None = None) -> HttpResponse | None:
     if is_json(request):
         return None
-    return refuse(request, "unsupported_media_type", f"Send application/json, not {request.content_type}.", device=device)
+    return refuse(request, "unsupported_media_type", not_json_detail(request.content_type), device=device)
 
 
 def unavailable() -> HttpResponse:
