@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,8 @@ def bridge(django_db_setup, django_db_blocker, broker, tmp_path_factory):
                                 f"lpr-devices-bridge-{uuid.uuid4().hex[:6]}", "--session-expiry", "60")  # fmt: skip
     process.wait_subscribed()
     yield process
-    process.terminate()
+    if status := process.terminate():  # a shutdown the watchdog had to end: its log holds every thread's stack
+        warnings.warn(f"the devices bridge exited with {status} after SIGTERM; its log:\n{process.log()[-6000:]}")
 
 
 @pytest.fixture

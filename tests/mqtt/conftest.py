@@ -81,10 +81,15 @@ class BridgeProcess:
         self._log.close()
 
     def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM; the exit status. A bridge still running after `timeout` is killed, and the test fails with its log."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"the bridge was still running {timeout} s after SIGTERM; its log:\n{self.log()[-6000:]}") from None
         finally:
             self._log.close()
 

@@ -1,10 +1,8 @@
-import signal
-import threading
-
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from devices import watch
+from lpr_server import shutdown
 
 
 class Command(BaseCommand):
@@ -18,10 +16,9 @@ class Command(BaseCommand):
         if once:
             self.stdout.write(str(watch.tick(watch.Cursor())))
             return
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = shutdown.stop_on_signals()
         self.stdout.write(f"device watch running every {interval:g} s; SIGTERM stops it after the pass in flight.")
         self.stdout.flush()
         watch.run(stop, interval)
+        shutdown.close_database_pools()
         self.stdout.write("device watch stopped.")

@@ -1,12 +1,11 @@
 import os
 import secrets
-import signal
-import threading
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
+from lpr_server import shutdown
 from transport.mqtt import broker_files
 
 
@@ -33,9 +32,7 @@ class Command(BaseCommand):
             if not password:
                 self.stdout.write(f"Bridge account (set MQTT_URL=mqtt://{username}:<password>@host:1883): {username} {bridge.password}")
             return
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = shutdown.stop_on_signals()
         self.stdout.write(f"Watching devices every {watch:g} s; SIGTERM stops.")
         last = None
         while not stop.is_set():
@@ -45,6 +42,7 @@ class Command(BaseCommand):
                 self._write(Path(out), bridge, reload_pid_file)
                 last = state
             stop.wait(watch)
+        shutdown.close_database_pools()
 
     def _write(self, directory: Path, bridge: broker_files.BridgeAccount, reload_pid_file: Path | None) -> None:
         try:

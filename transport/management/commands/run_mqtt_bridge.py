@@ -1,10 +1,8 @@
-import signal
 import socket
-import threading
 
 from django.core.management.base import BaseCommand
 
-from lpr_server import collector
+from lpr_server import collector, shutdown
 from transport.mqtt.bridge import Bridge, Limits
 from transport.mqtt.client import SESSION_EXPIRY_S, BrokerAddress
 from transport.mqtt.downlink import broker_url
@@ -27,10 +25,9 @@ class Command(BaseCommand):
         client_id = client_id or f"lpr-bridge-{socket.gethostname()}" + (f"-{shared}" if shared else "")
         limits = Limits(max_messages=batch, max_wait_s=batch_ms / 1000, receive_maximum=max(DEFAULTS.receive_maximum, 2 * batch))
         bridge = Bridge(BrokerAddress.from_url(url or broker_url()), client_id, shared, limits, session_expiry)
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = shutdown.stop_on_signals()
         collector.prepare_server_process()
         self.stdout.write(f"MQTT bridge {client_id} running; SIGTERM stops it after the batch in flight.")
         bridge.run(stop)
+        shutdown.close_database_pools()
         self.stdout.write(f"MQTT bridge {client_id} stopped after settling {bridge.handled} message(s).")
