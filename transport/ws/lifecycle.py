@@ -18,7 +18,11 @@ def every(interval: float, step: Callable[[], Awaitable[bool | None]]) -> asynci
     """
 
     async def loop() -> None:
-        while True:
+        me = asyncio.current_task()
+        # Checked, not only raised: a callee may swallow the cancellation (the asyncio Redis client's calls behind
+        # presence were seen to, now and then), and the chores would then go on after the connection left,
+        # refreshing its presence entry every interval.
+        while not me.cancelling():
             await asyncio.sleep(interval)
             try:
                 if await step() is False:
