@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 ACCEPTED, DUPLICATE, REJECTED, THROTTLED, UNAVAILABLE = "accepted", "duplicate", "rejected", "throttled", "unavailable"
 UNAVAILABLE_RETRY_S = 5
+# What storage out of reach raises (server down, connection lost): the answer is `unavailable`, not a failure.
+STORAGE_DOWN = (OperationalError, InterfaceError)
 
 
 @dataclass(slots=True)
@@ -112,7 +114,7 @@ def _authenticate(batch: _Batch) -> None:
         return
     try:
         found = dict(zip(claims, auth.authenticate_all(list(claims.values()))))
-    except (OperationalError, InterfaceError):
+    except STORAGE_DOWN:
         found = {}  # storage is down: _store answers `unavailable`, after nothing else
     recorded: set[int] = set()
     for i, item in enumerate(batch.items):
@@ -189,7 +191,7 @@ def _store(batch: _Batch, pending: list[_Pending]) -> None:
         with transaction.atomic():
             outcome = store.write([(p.item.device, p.item.via, p.envelope) for p in pending], batch.received_at)
             transaction.on_commit(lambda: announce.stored(outcome.stored))
-    except (OperationalError, InterfaceError) as exc:
+    except STORAGE_DOWN as exc:
         log.warning("storage unavailable, %d message(s) not stored: %s", len(pending), exc)
         for p in pending:
             batch.acks[p.index] = _unavailable(p.envelope.id_text)
@@ -229,7 +231,7 @@ def _record_rejects(rejects: list[RejectedMessage]) -> None:
         r.detail, r.message_id = r.detail.replace("\x00", "\ufffd"), r.message_id.replace("\x00", "\ufffd")
     try:
         RejectedMessage.objects.bulk_create(rejects)
-    except (OperationalError, InterfaceError) as exc:
+    except STORAGE_DOWN as exc:
         log.warning("could not record %d rejected message(s): %s", len(rejects), exc)
 
 

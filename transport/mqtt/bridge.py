@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from devices.models import Device
 from devices.status import StatusError, parse_status, record_statuses
@@ -31,7 +31,6 @@ from .lookup import DeviceCache
 log = logging.getLogger(__name__)
 
 VIA = "mqtt"
-STORAGE_DOWN = (OperationalError, InterfaceError)
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 STATS_EVERY_S = 10.0
 
@@ -139,7 +138,7 @@ class Bridge:
         parsed = [(r, topics.parse(r.topic)) for r in batch]
         try:
             devices = self.devices.get_many(t.device_id for _, t in parsed if t)
-        except STORAGE_DOWN:
+        except pipeline.STORAGE_DOWN:
             return batch
         ups: list[tuple[Received, pipeline.Inbound]] = []
         statuses: dict[str, str] = {}
@@ -188,7 +187,7 @@ class Bridge:
             return []
         try:
             changed = record_statuses(statuses)
-        except STORAGE_DOWN:
+        except pipeline.STORAGE_DOWN:
             return messages
         except DatabaseError:
             log.exception("could not record MQTT status; dropping %d status message(s)", len(messages))

@@ -16,11 +16,11 @@ import logging
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import close_old_connections
 from django.http import HttpResponse
 from django.utils.http import parse_header_parameters
 
-from transport import auth, batching
+from transport import auth, batching, pipeline
 from transport.errors import api_server_error
 
 from . import views
@@ -60,7 +60,7 @@ async def _answer(scope, body: bytes) -> HttpResponse:
                                    headers.get("x-signature"), body)  # fmt: skip
     try:
         return await store(body, credentials, batching.submit)
-    except (OperationalError, InterfaceError):
+    except pipeline.STORAGE_DOWN:
         return unavailable()
 
 

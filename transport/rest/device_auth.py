@@ -7,7 +7,6 @@ from functools import wraps
 from typing import Callable
 
 from asgiref.sync import sync_to_async
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -95,7 +94,7 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
                     return await fn(request, device, *args, **kwargs)
                 except auth.AuthError as exc:
                     return await sync_to_async(refuse)(request, exc.code, exc.detail)
-                except (OperationalError, InterfaceError):
+                except pipeline.STORAGE_DOWN:
                     return unavailable()
 
             return csrf_exempt(async_view)
@@ -108,7 +107,7 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
                 return fn(request, authenticate_request(request, schemes), *args, **kwargs)
             except auth.AuthError as exc:
                 return refuse(request, exc.code, exc.detail)
-            except (OperationalError, InterfaceError):
+            except pipeline.STORAGE_DOWN:
                 return unavailable()
 
         return csrf_exempt(view)

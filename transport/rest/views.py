@@ -19,7 +19,7 @@ from devices.models import Device
 from transport import auth, batching, envelope, pipeline
 from transport.errors import error_response
 
-from .device_auth import device_api, is_json, refuse, refuse_body, require_json
+from .device_auth import device_api, is_json, refuse_body, require_json
 
 class _Batch(msgspec.Struct):
     messages: list[msgspec.Raw]

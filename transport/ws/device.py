@@ -9,7 +9,6 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from devices import presence
@@ -47,7 +46,7 @@ async def authenticate(token: str, via: str) -> Device | auth.AuthError:
     except auth.AuthError as exc:
         await database_sync_to_async(pipeline.record_refusal)(via, exc.code, exc.detail)
         return exc
-    except (OperationalError, InterfaceError):
+    except pipeline.STORAGE_DOWN:
         return auth.AuthError("unavailable", "Storage is unavailable; connect again in a few seconds.")
 
 
