@@ -210,8 +210,11 @@ def test_nginx_lets_camera_format_pictures_through_and_caps_every_other_body(tmp
     site = nginx_site([upstream.server_address[1], upstream.server_address[1]], https, http_port, cert, key)
     proxy = Nginx(tmp_path / "nginx", site, https)
     body = b"x" * (18 * 1024 * 1024)
+
+    def post(path: str) -> requests.Response:
+        return requests.post(f"https://127.0.0.1:{https}{path}", data=body, verify=str(cert), timeout=30)
+
     try:
-        post = lambda path: requests.post(f"https://127.0.0.1:{https}{path}", data=body, verify=str(cert), timeout=30)
         assert post("/api/v1/compat/hikvision/").status_code == 200
         assert post("/api/v1/ingest/batch/").status_code == 413
         assert received == [len(body)]  # the refused body never reached the server

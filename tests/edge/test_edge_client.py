@@ -1,7 +1,6 @@
 """EdgeClient end to end against the fake server, the fault proxy and the real Mosquitto."""
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from edge.client import EdgeClient

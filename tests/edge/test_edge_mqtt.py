@@ -1,8 +1,6 @@
 """The MQTT adapter against the real Mosquitto on 127.0.0.1:1883."""
 from __future__ import annotations
 
-import asyncio
-import json
 import subprocess
 import sys
 import textwrap

@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from edge.envelope import build_envelope
 from edge.outbox import Outbox, OutboxLimits

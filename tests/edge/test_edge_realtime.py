@@ -1,8 +1,6 @@
 """WebSocket and Socket.IO adapters against the fake server's real endpoints."""
 from __future__ import annotations
 
-import asyncio
-import json
 
 import pytest
 

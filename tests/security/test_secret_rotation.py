@@ -42,11 +42,6 @@ def opens(key: str, token: str) -> bool:
         return False
 
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT secret FROM detections_webhook WHERE id = %s", [webhook_id])
-        return cursor.fetchone()[0]
-
-
 def encrypted_read(device: Device, plate: str) -> dict:
     token = Fernet(device.issued.payload_key.encode()).encrypt(json.dumps({"plate": plate, "confidence": 0.8}).encode())
     env = envelope(device.id, payload=token.decode())
