@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 5.0
 KEEPALIVE_S = 30
 READ_CHUNK = 64 * 1024
+_PUBACK_SUCCESS, _NO_PROPERTIES = ReasonCode(PacketTypes.PUBACK), Properties(PacketTypes.PUBACK)
 STOP_FLUSH_S = 5.0
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -91,8 +93,14 @@ class _Client(mqtt.Client):
     or more per message), and writes every packet with a system call of its
     own; serving its reads from one buffer halves the CPU a message costs to
     receive, and collecting its writes until `flush` sends a batch of acks in
-    one call. Only the private methods paho reads and writes through are
-    replaced, so an upgrade of the pinned paho-mqtt is checked by the tests.
+    one call. On MQTT 5, a QoS 1 PUBLISH without properties and a PUBACK
+    that carries only its packet id (success: every PUBACK Mosquitto sends
+    for a delivered message) are decoded here, without the reason-code and
+    properties objects paho builds for each: with two such packets a
+    message (the camera's read, the broker's PUBACK for its `down/ack`),
+    those objects cost the bridge about a quarter of its time. Only the
+    private methods paho reads and writes through are replaced, so an
+    upgrade of the pinned paho-mqtt is checked by the tests.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -104,6 +112,31 @@ class _Client(mqtt.Client):
         # paho's own `loop` first makes a socket pair that every queued packet then writes a byte to, to wake a
         # select() in another thread. Here only the network thread queues packets: skip it, a system call each.
         return self._loop(timeout)
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        if self._protocol != mqtt.MQTTv5 or (header & 0x06) != 0x02 or not self._manual_ack:  # not QoS 1, acked by us
+            return super()._handle_publish()
+        after_topic = 2 + int.from_bytes(packet[:2], "big")
+        if len(packet) < after_topic + 3 or packet[after_topic + 2] != 0:  # short (paho says how) or with properties
+            return super()._handle_publish()
+        message = mqtt.MQTTMessage(mid=int.from_bytes(packet[after_topic : after_topic + 2], "big"),
+                                   topic=bytes(packet[2:after_topic]))  # fmt: skip
+        message.dup, message.qos, message.retain = bool(header & 0x08), 1, bool(header & 0x01)
+        message.payload = bytes(memoryview(packet)[after_topic + 3 :])
+        message.timestamp = time.monotonic()
+        self._handle_on_message(message)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_pubackcomp(self, cmd) -> mqtt.MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = int.from_bytes(packet, "big")
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def buffered(self) -> int:
         """Bytes read from the socket that paho has not taken yet (select() cannot see them)."""

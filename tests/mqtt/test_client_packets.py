@@ -1,0 +1,106 @@
+"""The bridge's paho client decodes the two packets every message brings (a QoS 1 PUBLISH, the PUBACK for its
+`down/ack`) itself, without paho's per-packet reason-code and properties objects; anything else is left to paho."""
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt import properties as paho_properties
+from paho.mqtt.packettypes import PacketTypes
+
+from transport.mqtt.client import _Client
+
+TOPIC = b"lpr/v1/devices/CAM001/up/detection"
+BODY = b'{"message_id": "x"}'
+PUBLISH, PUBACK = 0x30, 0x40
+QOS1, DUP, RETAIN = 0x02, 0x08, 0x01
+
+
+def client(protocol=mqtt.MQTTv5, manual_ack=True, cls=_Client):
+    c = cls(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=protocol, manual_ack=manual_ack)
+    c.received = []
+    c.on_message = lambda _c, _u, m: c.received.append((m.topic, m.payload, m.mid, m.qos, m.dup, m.retain))
+    return c
+
+
+def publish_packet(mid: int | None, properties: bytes | None = b"\x00", topic: bytes = TOPIC, body: bytes = BODY):
+    """A PUBLISH's variable header and payload (what paho holds as the packet after the fixed header)."""
+    packet = len(topic).to_bytes(2, "big") + topic
+    if mid is not None:
+        packet += mid.to_bytes(2, "big")
+    if properties is not None:
+        packet += properties
+    return bytearray(packet + body)
+
+
+def feed(c, command: int, packet: bytearray, cmd: str | None = None):
+    c._in_packet = {"command": command, "packet": packet}
+    return c._handle_pubackcomp(cmd) if cmd else c._handle_publish()
+
+
+@pytest.fixture
+def properties_built(monkeypatch):
+    built = []
+    original = paho_properties.Properties.__init__
+
+    def counting(self, packet_type):
+        built.append(packet_type)
+        original(self, packet_type)
+
+    monkeypatch.setattr(paho_properties.Properties, "__init__", counting)
+    return built
+
+
+def test_a_plain_qos1_publish_is_delivered_without_building_properties(properties_built):
+    c = client()
+    assert feed(c, PUBLISH | QOS1 | DUP, publish_packet(7)) == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert c.received == [(TOPIC.decode(), BODY, 7, 1, True, False)]
+    assert properties_built == []
+
+
+@pytest.mark.parametrize(
+    "protocol, manual_ack, command, packet, expected",
+    [
+        # MQTT 5 with a property (message expiry 60 s): paho decodes it, and the payload starts after it
+        (mqtt.MQTTv5, True, PUBLISH | QOS1, publish_packet(9, b"\x05\x02\x00\x00\x00\x3c"), (9, 1, False)),
+        (mqtt.MQTTv5, True, PUBLISH | RETAIN, publish_packet(None), (0, 0, True)),  # QoS 0: no packet id
+        (mqtt.MQTTv311, True, PUBLISH | QOS1, publish_packet(5, None), (5, 1, False)),  # no properties on 3.1.1
+        (mqtt.MQTTv5, False, PUBLISH | QOS1, publish_packet(6), (6, 1, False)),  # paho acks it itself
+    ],
+)
+def test_publishes_left_to_paho_arrive_as_paho_decodes_them(protocol, manual_ack, command, packet, expected):
+    ours, pahos = client(protocol, manual_ack), client(protocol, manual_ack, cls=mqtt.Client)
+    ours._sock_send = pahos._sock_send = lambda buf: len(buf)  # paho's own PUBACK, when it sends one
+    feed(ours, command, bytearray(packet))
+    feed(pahos, command, bytearray(packet))
+    mid, qos, retain = expected
+    assert ours.received == pahos.received == [(TOPIC.decode(), BODY, mid, qos, False, retain)]
+
+
+def test_a_truncated_publish_is_refused_as_paho_refuses_it():
+    for c in (client(), client(cls=mqtt.Client)):
+        with pytest.raises(mqtt.MalformedPacket):
+            feed(c, PUBLISH | QOS1, bytearray(publish_packet(3)[: len(TOPIC) + 3]))
+        assert c.received == []
+
+
+def queued_publish(c):
+    info = c.publish("lpr/v1/devices/CAM001/down/ack", b"{}", qos=1)  # not connected: kept until acknowledged
+    assert list(c._out_messages) == [info.mid]
+    return info
+
+
+def test_a_bare_puback_settles_its_publish_without_building_objects(properties_built):
+    c = client()
+    info = queued_publish(c)
+    assert feed(c, PUBACK, bytearray(info.mid.to_bytes(2, "big")), "PUBACK") == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert info._published and not c._out_messages
+    assert properties_built == []
+
+
+def test_a_puback_with_a_reason_code_or_an_unknown_id_is_handled_by_paho(properties_built):
+    c = client()
+    info = queued_publish(c)
+    feed(c, PUBACK, bytearray((info.mid + 1).to_bytes(2, "big")), "PUBACK")  # not ours: ignored
+    assert list(c._out_messages) == [info.mid]
+    feed(c, PUBACK, bytearray(info.mid.to_bytes(2, "big") + b"\x10\x00"), "PUBACK")  # "no matching subscribers"
+    assert info._published and not c._out_messages
+    assert PacketTypes.PUBACK in properties_built  # decoded by paho
