@@ -16,8 +16,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from django.db import DatabaseError, close_old_connections
+from django.db import connection as db_connection
 
 from devices.models import Device
 from devices.status import StatusError, parse_status, record_statuses
@@ -40,6 +42,7 @@ class Limits:
     max_messages: int = 500  # per batch
     max_wait_s: float = 0.005  # how long a batch waits to fill after its first message
     receive_maximum: int = 2000  # unacked messages the broker may have handed us
+    lanes: int = 2  # storage threads, each with its own devices and database connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,34 +52,88 @@ class Refusal:
 
 
 class Bridge:
+    """One broker connection feeding `limits.lanes` storage lanes.
+
+    A batch spends most of its time waiting for PostgreSQL, so while one
+    lane waits another writes. A device's messages always go to the same
+    lane, so they are stored in the order they came and its passages are
+    grouped by one thread.
+    """
+
     def __init__(
         self, address: BrokerAddress, client_id: str, group: str | None = None, limits: Limits = Limits(),
         session_expiry_s: int = SESSION_EXPIRY_S,
     ) -> None:  # fmt: skip
         self.limits = limits
-        self.inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
-        self.devices = DeviceCache()
         session = Session(client_id, persistent=True, expiry_s=session_expiry_s,
                           receive_maximum=limits.receive_maximum, manual_ack=True)  # fmt: skip
         self.connection = Connection(
-            address, session, [topics.uplink_subscription(group), topics.STATUS], on_message=self.inbox.put,
-            backlog=self.inbox.qsize, max_backlog=limits.receive_maximum,  # stops reading, not growing, when storage lags
+            address, session, [topics.uplink_subscription(group), topics.STATUS], on_message=self._route,
+            backlog=self.backlog, max_backlog=limits.receive_maximum,  # stops reading, not growing, when storage lags
         )
-        self.handled = 0
-        self._db_checked_at = 0.0
+        self.lanes = [_Lane(n, self.connection, limits) for n in range(max(1, limits.lanes))]
         self._stats_at, self._stats_handled = time.monotonic(), 0
 
+    @property
+    def handled(self) -> int:
+        return sum(lane.handled for lane in self.lanes)
+
+    def backlog(self) -> int:
+        """Messages received and not yet taken by a lane."""
+        return sum(lane.inbox.qsize() for lane in self.lanes)
+
+    def _route(self, r: Received) -> None:
+        # lpr/v1/devices/<id>/...: the device id picks the lane; anything else is refused by lane 0
+        parts = r.topic.split("/", 4)
+        lane = hash(parts[3]) % len(self.lanes) if len(parts) > 3 else 0
+        self.lanes[lane].inbox.put(r)
+
     def run(self, stop: threading.Event) -> None:
-        """Bridge until `stop` is set; the batch in flight is finished first (or left unacked if storage is down)."""
+        """Bridge until `stop` is set; each lane finishes its batch in flight (or leaves it unacked if storage is
+        down). The first lane runs on this thread, the others on their own."""
         self.connection.start()
+        others = [threading.Thread(target=lane.run, args=(stop,), name=f"lpr-mqtt-lane-{lane.number}", daemon=True)
+                  for lane in self.lanes[1:]]  # fmt: skip
+        try:
+            for thread in others:
+                thread.start()
+            self.lanes[0].run(stop, every_pass=self._log_stats)
+        finally:
+            stop.set()  # if the first lane failed, the others end too
+            for thread in others:
+                thread.join()
+            self.connection.stop()
+
+    def _log_stats(self) -> None:
+        now = time.monotonic()
+        if now - self._stats_at >= STATS_EVERY_S:
+            handled = self.handled
+            rate = (handled - self._stats_handled) / (now - self._stats_at)
+            if rate:
+                log.info("mqtt bridge: %.0f messages/s settled, %d in all", rate, handled)
+            self._stats_at, self._stats_handled = now, handled
+
+
+class _Lane:
+    """Takes its share of the messages in batches, stores or refuses them, and acks what is settled."""
+
+    def __init__(self, number: int, connection: Connection, limits: Limits) -> None:
+        self.number, self.connection, self.limits = number, connection, limits
+        self.inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
+        self.devices = DeviceCache()
+        self.handled = 0
+        self._db_checked_at = 0.0
+
+    def run(self, stop: threading.Event, every_pass: Callable[[], None] = lambda: None) -> None:
         try:
             while not stop.is_set():
                 batch = self._collect()
                 if batch:
                     self._handle(batch, stop)
-                self._log_stats()
+                every_pass()
         finally:
-            self.connection.stop()
+            if threading.current_thread() is not threading.main_thread():
+                db_connection.close()  # back to the pool; the main thread's is closed by its command
 
     def _collect(self) -> list[Received]:
         try:
@@ -204,14 +261,6 @@ class Bridge:
         if device is not None and answer:
             ack = pipeline.Ack(message_id_of(r.payload), pipeline.REJECTED, refusal.code, refusal.detail)
             self.connection.publish(topics.down(device.id, "ack"), encode_json(ack.as_dict()))
-
-    def _log_stats(self) -> None:
-        now = time.monotonic()
-        if now - self._stats_at >= STATS_EVERY_S:
-            rate = (self.handled - self._stats_handled) / (now - self._stats_at)
-            if rate:
-                log.info("mqtt bridge: %.0f messages/s settled, %d in all", rate, self.handled)
-            self._stats_at, self._stats_handled = now, self.handled
 
 
 def _refusal(t: topics.Topic | None, device: Device | None) -> Refusal | None:

@@ -74,7 +74,8 @@ def _bridge_thread(url: str, client_id: str) -> Callable[[], None]:
     from .client import SESSION_EXPIRY_S, BrokerAddress
 
     stop = threading.Event()
-    bridge = Bridge(BrokerAddress.from_url(url), client_id, None, Limits(), SESSION_EXPIRY_S)
+    # One lane: it shares this process with the web server, and the embedded default is SQLite (one writer at a time).
+    bridge = Bridge(BrokerAddress.from_url(url), client_id, None, Limits(lanes=1), SESSION_EXPIRY_S)
     thread = threading.Thread(target=bridge.run, args=(stop,), name="lpr-mqtt-bridge", daemon=True)
     thread.start()
     log.info("MQTT bridge running in this process (no REDIS_URL: one in-memory channel layer)")

@@ -19,11 +19,13 @@ class Command(BaseCommand):
         parser.add_argument("--client-id", help="Stable per bridge instance: the broker keeps its session under it.")
         parser.add_argument("--batch", type=int, default=DEFAULTS.max_messages, help="Most messages per transaction.")
         parser.add_argument("--batch-ms", type=float, default=DEFAULTS.max_wait_s * 1000, help="Longest wait to fill a batch.")
+        parser.add_argument("--lanes", type=int, default=DEFAULTS.lanes,
+                            help="Storage threads; a device's messages always go to the same one.")
         parser.add_argument("--session-expiry", type=int, default=SESSION_EXPIRY_S, help="Seconds the broker keeps the session.")
 
-    def handle(self, *args, url, shared, client_id, batch, batch_ms, session_expiry, **opts):
+    def handle(self, *args, url, shared, client_id, batch, batch_ms, lanes, session_expiry, **opts):
         client_id = client_id or f"lpr-bridge-{socket.gethostname()}" + (f"-{shared}" if shared else "")
-        limits = Limits(max_messages=batch, max_wait_s=batch_ms / 1000, receive_maximum=max(DEFAULTS.receive_maximum, 2 * batch))
+        limits = Limits(max_messages=batch, max_wait_s=batch_ms / 1000, receive_maximum=max(DEFAULTS.receive_maximum, 2 * batch), lanes=lanes)
         bridge = Bridge(BrokerAddress.from_url(url or broker_url()), client_id, shared, limits, session_expiry)
         stop = shutdown.stop_on_signals()
         collector.prepare_server_process()
