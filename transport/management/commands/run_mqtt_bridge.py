@@ -25,7 +25,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, url, shared, client_id, batch, batch_ms, lanes, session_expiry, **opts):
         client_id = client_id or f"lpr-bridge-{socket.gethostname()}" + (f"-{shared}" if shared else "")
-        limits = Limits(max_messages=batch, max_wait_s=batch_ms / 1000, receive_maximum=max(DEFAULTS.receive_maximum, 2 * batch), lanes=lanes)
+        receive_maximum = max(DEFAULTS.receive_maximum, 2 * batch)
+        limits = Limits(max_messages=batch, max_wait_s=batch_ms / 1000, receive_maximum=receive_maximum, lanes=lanes)
         bridge = Bridge(BrokerAddress.from_url(url or broker_url()), client_id, shared, limits, session_expiry)
         stop = shutdown.stop_on_signals()
         collector.prepare_server_process()
