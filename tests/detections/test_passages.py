@@ -103,6 +103,55 @@ def test_near_means_one_edit_by_default_and_is_configurable(settings):
     assert _passage_of(a).id == _passage_of(b).id != _passage_of(c).id
 
 
+@pytest.mark.parametrize(
+    "later",
+    ["XB123CD", "B123CD", "XAB123CD", "AB1X3CD", "AB13CD", "AB123CX", "AB123C", "AB123CDX"],
+    ids=["first changed", "first lost", "one before", "middle changed", "middle lost", "last changed", "last lost",
+         "one after"],
+)  # fmt: skip
+def test_a_read_one_edit_from_a_stored_passage_joins_it_wherever_the_edit_is(later):
+    gate = DeviceFactory()
+    first = ingest(gate, "AB123CD", timedelta(seconds=0))
+    batch = [envelope(gate.id, payload={"plate": plate, "confidence": 0.9}, timestamp=(T0 + timedelta(seconds=1)).isoformat())
+             for plate in (later, "ZZ9", "QQ77QQ77")]  # other cars in the batch, of other lengths  # fmt: skip
+    acks = pipeline.ingest_batch([pipeline.Inbound(e, gate, "rest") for e in batch])
+    assert {a.status for a in acks} == {"accepted"}
+    assert _passage_of(batch[0]["message_id"]).id == _passage_of(first).id
+    assert _passage_of(batch[1]["message_id"]).id != _passage_of(first).id
+
+
+def test_the_affix_test_lets_every_plate_within_one_edit_through():
+    """passages.affixes, checked against every edit of random plates, beside other plates of other lengths."""
+    import random
+
+    from detections.passages import affixes
+    from detections.plates import near
+
+    alphabet = "AB0128XYZ"
+    rng = random.Random(7)
+
+    def passes(plate: str, test: tuple) -> bool:
+        n, heads, m, tails = test
+        return n == 0 or plate[:n] in heads.split(" ") or plate[-m:] in tails.split(" ")
+
+    for _ in range(300):
+        word = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10)))
+        others = {"".join(rng.choice(alphabet) for _ in range(rng.randint(3, 10))) for _ in range(rng.randint(0, 4))}
+        test = affixes({word, *others}, 1)
+        edits = {word}
+        for i in range(len(word) + 1):
+            edits.add(word[:i] + word[i + 1 :])
+            edits.update(word[:i] + c + word[i + 1 :] for c in alphabet)
+            edits.update(word[:i] + c + word[i:] for c in alphabet)
+        assert all(near(word, e, 1) for e in edits)
+        missed = [e for e in edits if not passes(e, test)]
+        assert not missed, (word, others, test, missed)
+    assert affixes({"AB123CD"}, 2) == (0, "", 0, "")  # two edits: no shortcut
+    assert affixes({"AB123CD", "Z"}, 1)[0] == 0  # a one-character plate: no shortcut
+    n, heads, m, tails = affixes({"AB123CD", "XY98"}, 1)
+    assert (n, m) == (2, 1) and heads.split() == ["AB", "XY"] and tails.split() == ["8", "D"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_batches_extending_one_passage_at_once_both_count():
     """Both transactions read the passage before either writes: the UPDATE adds, it does not overwrite."""
