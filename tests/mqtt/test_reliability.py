@@ -24,20 +24,23 @@ def fast_devices(make_device):
     return [make_device(rate_limit_per_s=1e6) for _ in range(4)]
 
 
-def test_bridge_killed_mid_stream_loses_nothing_and_stores_nothing_twice(fast_devices, mosquitto, tmp_path):
+@pytest.mark.parametrize("lanes", ["1", "2"])
+def test_bridge_killed_mid_stream_loses_nothing_and_stores_nothing_twice(fast_devices, mosquitto, tmp_path, lanes):
     broker = mosquitto()
-    bridge = BridgeProcess(tmp_path, broker.url, "crash-bridge", "--batch", "50").wait_subscribed()
+    args = ["--batch", "50", "--lanes", lanes]
+    bridge = BridgeProcess(tmp_path, broker.url, "crash-bridge", *args).wait_subscribed()
     stream = Stream(broker.port, fast_devices, 2000, per_s=1000)
 
     wait_until(lambda: stream.stored() >= 300, 30, every=0.01, what="the bridge to store some")
     bridge.kill()  # SIGKILL: whatever it had received but not yet committed was never acked
     at_kill = stream.stored()
     time.sleep(0.5)
-    restarted = BridgeProcess(tmp_path, broker.url, "crash-bridge", "--batch", "50").wait_subscribed()
+    restarted = BridgeProcess(tmp_path, broker.url, "crash-bridge", *args).wait_subscribed()
     stream.finish()
 
     assert 0 < at_kill < 2000
-    record_figures("outages", "mqtt_bridge_sigkilled_mid_stream", **stream.assert_each_stored_once())
+    name = "mqtt_bridge_sigkilled_mid_stream" + ("" if lanes == "1" else f"_{lanes}_lanes")
+    record_figures("outages", name, **stream.assert_each_stored_once())
     assert restarted.terminate() == 0
 
 

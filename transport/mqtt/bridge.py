@@ -42,7 +42,7 @@ class Limits:
     max_messages: int = 500  # per batch
     max_wait_s: float = 0.005  # how long a batch waits to fill after its first message
     receive_maximum: int = 2000  # unacked messages the broker may have handed us
-    lanes: int = 2  # storage threads, each with its own devices and database connection
+    lanes: int = 1  # storage threads, each with its own devices and database connection (see docs/mqtt.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +52,14 @@ class Refusal:
 
 
 class Bridge:
-    """One broker connection feeding `limits.lanes` storage lanes.
+    """One broker connection feeding `limits.lanes` storage lanes (one by default).
 
-    A batch spends most of its time waiting for PostgreSQL, so while one
-    lane waits another writes. A device's messages always go to the same
-    lane, so they are stored in the order they came and its passages are
-    grouped by one thread.
+    A batch spends most of its time waiting for PostgreSQL, so with two
+    lanes one writes while the other waits: more messages a second at
+    saturation, but smaller batches and more transactions under moderate
+    load (docs/mqtt.md has both figures). A device's messages always go to
+    the same lane, so they are stored in the order they came and its
+    passages are grouped by one thread.
     """
 
     def __init__(
