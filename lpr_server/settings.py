@@ -90,6 +90,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
         "max_size": env.int("DB_POOL_MAX_SIZE", default=16),
         "timeout": env.float("DB_POOL_TIMEOUT_S", default=3.0),  # storage down: answer 503 within seconds
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django turns psycopg's prepared statements off for transaction-mode poolers; the ingest path's statements
+    # (lpr_server/bulk.py, server-side binding) are few and repeated, and prepared they skip parsing and planning.
+    # DB_PREPARE_THRESHOLD=0 turns it off again behind a pooler that cannot keep them (PgBouncer before 1.21).
+    threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = threshold or None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the dashboard read while the bridge writes; the timeout rides out short write locks.
     DATABASES["default"].setdefault("OPTIONS", {}).update(

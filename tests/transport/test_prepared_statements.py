@@ -1,0 +1,59 @@
+"""The ingest path's statements are prepared on the server once they repeat (DB_PREPARE_THRESHOLD)."""
+
+import random
+import string
+
+import pytest
+from django.db import connection
+
+from tests.factories import envelope
+from transport import pipeline
+from transport.pipeline import Inbound
+
+pytestmark = pytest.mark.django_db
+
+
+def _batch(devices, per_device=2):
+    def plate():
+        return "".join(random.choices(string.ascii_uppercase, k=3)) + "".join(random.choices(string.digits, k=4))
+
+    return [Inbound(envelope(d.id, payload={"plate": plate(), "confidence": 0.9}), d, "ws")
+            for d in devices for _ in range(per_device)]  # fmt: skip
+
+
+def _prepared() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_repeated_ingest_statements_are_prepared_and_still_store_everything(make_device):
+    devices = [make_device(rate_limit_per_s=1e6) for _ in range(3)]
+    batches = [_batch(devices) for _ in range(8)]
+
+    acks = [ack for batch in batches for ack in pipeline.ingest_batch(batch)]
+
+    assert {ack.status for ack in acks} == {pipeline.ACCEPTED}
+    prepared = _prepared()
+    for table in ("transport_message", "detections_detection", "detections_passage"):
+        assert any(f'INSERT INTO "{table}"' in statement for statement in prepared), (table, prepared)
+    assert any("levenshtein_less_equal" in statement for statement in prepared), prepared
+
+
+def test_prepared_statements_survive_a_new_partition(make_device):
+    """A partition made while the statements are prepared (the daily task) does not break the next write."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from detections import partitions
+
+    devices = [make_device(rate_limit_per_s=1e6) for _ in range(2)]
+    for _ in range(6):
+        pipeline.ingest_batch(_batch(devices))
+    made = partitions.ensure(today=(timezone.now() + timedelta(days=40)).date(), ahead=1, behind=0)
+
+    acks = pipeline.ingest_batch(_batch(devices))
+
+    assert {ack.status for ack in acks} == {pipeline.ACCEPTED}
+    assert made
