@@ -194,18 +194,19 @@ def open_passages_query(span: dict[str, list], win: timedelta) -> tuple[str, lis
     # devices the arrays hold and reads the whole table (12 ms a batch at 22,000 passages, and growing).
     # Before the edit distance, a stored plate must share a head or a tail with one of the batch's plates
     # (`affixes`): two comparisons against an array instead of one Levenshtein per plate of the batch.
-    # OFFSET 0 keeps the arrays made once per device, not once per stored passage.
+    # OFFSET 0 keeps the arrays made once per device, not once per stored passage. %b: binary parameters (psycopg
+    # quotes text-format arrays with regular expressions).
     k = getattr(settings, "PASSAGE_MAX_DISTANCE", 1)
     table = connection.ops.quote_name(Passage._meta.db_table)
     sql = (
         "SELECT p.id, p.device_id, p.plate_folded, p.first_at, p.last_at FROM ("
         "SELECT device_id, low, high, string_to_array(words, ' ') AS words, n, string_to_array(heads, ' ') AS heads, "
-        "m, string_to_array(tails, ' ') AS tails FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], "
-        "%s::text[], %s::int[], %s::text[], %s::int[], %s::text[]) AS u(device_id, low, high, words, n, heads, m, tails) "
+        "m, string_to_array(tails, ' ') AS tails FROM unnest(%b::text[], %b::timestamptz[], %b::timestamptz[], "
+        "%b::text[], %b::int[], %b::text[], %b::int[], %b::text[]) AS u(device_id, low, high, words, n, heads, m, tails) "
         f"OFFSET 0) r CROSS JOIN LATERAL (SELECT * FROM {table} p WHERE p.device_id = r.device_id AND p.last_at >= r.low "
         "AND p.first_at <= r.high AND (r.n = 0 OR left(p.plate_folded, r.n) = ANY(r.heads) "
         "OR right(p.plate_folded, r.m) = ANY(r.tails)) AND EXISTS (SELECT 1 FROM unnest(r.words) w "
-        "WHERE levenshtein_less_equal(p.plate_folded, w, %s) <= %s)) p"
+        "WHERE levenshtein_less_equal(p.plate_folded, w, %b) <= %b)) p"
     )
     devices = list(span)
     filters = [affixes(span[d][2], k) for d in devices]
@@ -268,7 +269,7 @@ def _extend(extended: list[_Open]) -> None:
     if connection.vendor == "postgresql":
         # Eight array parameters, whatever the batch size: cheap to send and to plan.
         types = ["bigint", "integer", "timestamptz", "timestamptz", "uuid", "double precision", "text", "text"]
-        source, params = "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")", columns
+        source, params = "SELECT * FROM unnest(" + ", ".join(f"%b::{t}[]" for t in types) + ")", columns
         least, greatest = "LEAST", "GREATEST"
         open_cursor = bulk.server_cursor  # arrays bound by the server, the statement prepared once
     else:

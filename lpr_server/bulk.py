@@ -4,12 +4,14 @@ The ORM's `bulk_create` builds a model instance per row and cannot say which
 rows `ON CONFLICT DO NOTHING` skipped. Here rows are plain tuples, in the
 order of the field names given, and each write picks the cheapest form:
 
-- On PostgreSQL, a few rows go in one `INSERT … VALUES` (one round trip,
-  parameters bound by the server). More rows go through binary `COPY`, the
-  fastest way into PostgreSQL: straight into the table, or, when rows may conflict
-  (`insert_new`), into a session-private staging table first and from there
-  with one `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`, so the
-  database still says exactly what was new.
+- On PostgreSQL, up to COPY_FROM_ROWS rows go in one `INSERT … SELECT
+  FROM unnest(…)`: one round trip, one array parameter a column, so the
+  statement is the same whatever the number of rows and is prepared once.
+  More rows go through binary `COPY`, the fastest way into PostgreSQL:
+  straight into the table, or, when rows may conflict (`insert_new`), into a
+  session-private staging table first and from there with one `INSERT …
+  SELECT … ON CONFLICT DO NOTHING RETURNING`, so the database still says
+  exactly what was new.
 - On SQLite (the laptop default) a multi-row `VALUES` does everything.
 
 Ids that later rows must refer to (a detection's passage) are taken from the
@@ -47,7 +49,7 @@ class _JsonbCopyDumper(Dumper):
     def dump(self, obj: Any) -> bytes:
         return b"\x01" + (obj if isinstance(obj, bytes) else _json.encode(obj))
 
-COPY_FROM_ROWS = 8  # below this many rows one INSERT … VALUES beats COPY's extra round trip
+COPY_FROM_ROWS = 100  # below this many rows one INSERT … SELECT FROM unnest beats COPY's extra round trips
 _staged: weakref.WeakKeyDictionary[psycopg.Connection, set[str]] = weakref.WeakKeyDictionary()
 
 
@@ -59,7 +61,7 @@ def insert(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequ
     if connection.vendor != "postgresql":
         _values(table, columns, rows, None)
     elif len(rows) < COPY_FROM_ROWS:
-        _insert_values(table, columns, rows, None)
+        _insert_unnest(table, columns, rows, None)
     else:
         _copy(table, columns, rows)
 
@@ -73,7 +75,7 @@ def insert_new(model: type[models.Model], fields: Sequence[str], rows: Sequence[
     if connection.vendor != "postgresql":
         return _values(table, columns, rows, key_field)
     if len(rows) < COPY_FROM_ROWS:
-        return _insert_values(table, columns, rows, key_field)
+        return _insert_unnest(table, columns, rows, key_field)
     stage = _staging_table(table)
     _copy(stage, columns, rows)
     names, key_column = _names(columns), _q(key_field.column)
@@ -91,7 +93,7 @@ def insert_with_ids(model: type[models.Model], fields: Sequence[str], rows: Sequ
         return []
     if len(rows) < COPY_FROM_ROWS:
         table, columns, pk = model._meta.db_table, _columns(model, fields), model._meta.pk.column
-        return _insert_values(table, columns, rows, None, returning=pk)
+        return _insert_unnest(table, columns, rows, None, returning=pk)
     ids = allocate_ids(model, len(rows))
     insert(model, [model._meta.pk.name, *fields], [(pk, *row) for pk, row in zip(ids, rows)])
     return ids
@@ -132,26 +134,31 @@ def _staging_table(table: str) -> str:
     return stage
 
 
-def _insert_values(table: str, columns: list, rows: Sequence[Sequence[Any]], back, returning: str | None = None) -> list:
-    json_at = _json_columns(columns)
+def _insert_unnest(table: str, columns: list, rows: Sequence[Sequence[Any]], back, returning: str | None = None) -> list:
     tail = ""
     if back is not None:
         tail = f" ON CONFLICT ({_q(back.column)}) DO NOTHING RETURNING {_q(back.column)}::text"
     elif returning is not None:
         tail = f" RETURNING {_q(returning)}"
-    sql = _values_sql(_q(table), _names(columns), len(columns), len(rows), tail)
-    params = [_to_json(v) if i in json_at else v for row in rows for i, v in enumerate(row)]
-    with _logged(sql), server_cursor(raw=True) as cursor:
+    sql = _unnest_sql(_q(table), _names(columns), tuple(_array_type(f) for f in columns), tail)
+    json_at = _json_columns(columns)
+    params = [[_to_json(v) for v in column] if i in json_at else list(column) for i, column in enumerate(zip(*rows))]
+    with _logged(sql), server_cursor() as cursor:
         cursor.execute(sql, params)
         return [r[0] for r in cursor.fetchall()] if tail else []
 
 
 @lru_cache(maxsize=256)
-def _values_sql(table: str, names: str, width: int, count: int, tail: str) -> str:
-    """`INSERT … VALUES ($1, …), …` in PostgreSQL's own placeholders: psycopg parses `%s` queries of more than 50
-    parameters again at every execution (about 2 ms for a few detections), and these are sent as they are."""
-    values = ", ".join("(" + ", ".join(f"${row * width + col + 1}" for col in range(width)) + ")" for row in range(count))
-    return f"INSERT INTO {table} ({names}) VALUES {values}{tail}"
+def _unnest_sql(table: str, names: str, array_types: tuple[str, ...], tail: str) -> str:
+    # RETURNING gives the rows in the order unnest made them, the order of `rows` (Django's bulk_create relies on
+    # the same for its own unnest inserts).
+    arrays = ", ".join(f"%b::{t}" for t in array_types)  # binary: text-format arrays are quoted by regular expressions
+    return f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){tail}"
+
+
+@lru_cache(maxsize=256)
+def _array_type(field: models.Field) -> str:
+    return f"{field.db_type(connection)}[]"
 
 
 def _copy(table: str, columns: list, rows: Sequence[Sequence[Any]]) -> None:
@@ -166,6 +173,7 @@ def _copy(table: str, columns: list, rows: Sequence[Sequence[Any]]) -> None:
                 write(row)
 
 
+@lru_cache(maxsize=256)
 def _binary_type(field: models.Field) -> str:
     return field.db_type(connection).partition("(")[0]
 

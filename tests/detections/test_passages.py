@@ -234,6 +234,6 @@ def _nodes(node: dict):
 
 
 def _numbered(sql: str) -> str:
-    """`%s` placeholders as PostgreSQL's `$1`, `$2`... (for PREPARE)."""
-    parts = sql.split("%s")
+    """`%b` placeholders as PostgreSQL's `$1`, `$2`... (for PREPARE)."""
+    parts = sql.split("%b")
     return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))

@@ -57,3 +57,16 @@ def test_prepared_statements_survive_a_new_partition(make_device):
 
     assert {ack.status for ack in acks} == {pipeline.ACCEPTED}
     assert made
+
+
+def test_batches_of_every_size_below_the_copy_threshold_share_one_statement_a_table(make_device):
+    from lpr_server import bulk
+
+    devices = [make_device(rate_limit_per_s=1e6) for _ in range(bulk.COPY_FROM_ROWS - 1)]
+    for size in [1, 2, 3, 5, 8, 13, 21, 34, len(devices)] * 6:
+        acks = pipeline.ingest_batch(_batch(devices[:size], per_device=1))
+        assert {ack.status for ack in acks} == {pipeline.ACCEPTED}
+
+    prepared = _prepared()
+    for table in ("transport_message", "detections_detection", "detections_passage"):
+        assert len([s for s in prepared if f'INSERT INTO "{table}"' in s]) == 1, (table, prepared)
