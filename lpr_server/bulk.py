@@ -81,7 +81,7 @@ def insert_new(model: type[models.Model], fields: Sequence[str], rows: Sequence[
     names, key_column = _names(columns), _q(key_field.column)
     sql = (f"INSERT INTO {_q(table)} ({names}) SELECT {names} FROM {_q(stage)} "
            f"ON CONFLICT ({key_column}) DO NOTHING RETURNING {key_column}::text")  # fmt: skip
-    with _logged(sql), server_cursor() as cursor:
+    with logged(sql), server_cursor() as cursor:
         cursor.execute(sql)
         return [r[0] for r in cursor.fetchall()]
 
@@ -104,7 +104,7 @@ def allocate_ids(model: type[models.Model], count: int) -> list[int]:
     if not count:
         return []
     sql = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
-    with _logged(sql), server_cursor() as cursor:
+    with logged(sql), server_cursor() as cursor:
         cursor.execute(sql, [_sequence_of(model), count])
         return [r[0] for r in cursor.fetchall()]
 
@@ -143,7 +143,7 @@ def _insert_unnest(table: str, columns: list, rows: Sequence[Sequence[Any]], bac
     sql = _unnest_sql(_q(table), _names(columns), tuple(_array_type(f) for f in columns), tail)
     json_at = _json_columns(columns)
     params = [[_to_json(v) for v in column] if i in json_at else list(column) for i, column in enumerate(zip(*rows))]
-    with _logged(sql), server_cursor() as cursor:
+    with logged(sql), server_cursor() as cursor:
         cursor.execute(sql, params)
         return [r[0] for r in cursor.fetchall()] if tail else []
 
@@ -164,7 +164,7 @@ def _array_type(field: models.Field) -> str:
 def _copy(table: str, columns: list, rows: Sequence[Sequence[Any]]) -> None:
     """COPY in PostgreSQL's binary format: nothing to format as text here, nothing to parse there."""
     sql = f"COPY {_q(table)} ({_names(columns)}) FROM STDIN (FORMAT BINARY)"
-    with _logged(sql), server_cursor() as cursor:
+    with logged(sql), server_cursor() as cursor:
         cursor.adapters.register_dumper(JsonText, _JsonbCopyDumper)  # also the dumper for every jsonb column here
         with cursor.copy(sql) as copy:
             copy.set_types([_binary_type(f) for f in columns])
@@ -199,7 +199,7 @@ def _values(table: str, columns: list, rows: Sequence[Sequence[Any]], back) -> l
 
 
 @contextmanager
-def _logged(sql: str) -> Iterator[None]:
+def logged(sql: str) -> Iterator[None]:
     """Show the statement in `connection.queries`, as Django's debug cursor does for its own."""
     started = time.perf_counter()
     yield

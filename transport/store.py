@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import msgspec
+from django.db import connection
 
 from detections import passages
 from detections.models import Detection, Image
@@ -206,17 +207,34 @@ def _touch_devices(items: list[Item], now: datetime) -> None:
             stale[device.pk] = (device, via, firmware)
     if not stale:
         return
-    # NO KEY: what the UPDATE below takes. A plain FOR UPDATE would also skip rows that concurrent batches merely
-    # reference (their foreign-key checks hold KEY SHARE), leaving busy devices' last_seen stale.
-    free = set(Device.objects.select_for_update(skip_locked=True, no_key=True).filter(pk__in=stale).order_by("pk")
-               .values_list("pk", flat=True))  # fmt: skip
-    by_change: dict[tuple[str, str], list[str]] = {}
-    for pk, (device, via, firmware) in stale.items():
-        if pk in free:
-            device.last_seen_at, device.last_transport, device.firmware = now, via, firmware
+    for pk in _touch(stale, now):
+        device, via, firmware = stale[pk]
+        device.last_seen_at, device.last_transport, device.firmware = now, via, firmware
+
+
+def _touch(stale: dict[str, tuple[Device, str, str]], now: datetime) -> list[str]:
+    """Update the device rows no other transaction holds, in one statement; return their ids."""
+    if connection.vendor != "postgresql":  # SQLite has no row locks to skip
+        by_change: dict[tuple[str, str], list[str]] = {}
+        for pk, (_, via, firmware) in stale.items():
             by_change.setdefault((via, firmware), []).append(pk)
-    for (via, firmware), pks in by_change.items():
-        Device.objects.filter(pk__in=pks).update(last_seen_at=now, last_transport=via, firmware=firmware)
+        for (via, firmware), pks in by_change.items():
+            Device.objects.filter(pk__in=pks).update(last_seen_at=now, last_transport=via, firmware=firmware)
+        return list(stale)
+    # NO KEY: what the UPDATE takes. A plain FOR UPDATE would also skip rows that concurrent batches merely
+    # reference (their foreign-key checks hold KEY SHARE), leaving busy devices' last_seen stale.
+    ids = sorted(stale)
+    with bulk.logged(_TOUCH_SQL), bulk.server_cursor() as cursor:
+        cursor.execute(_TOUCH_SQL, [now, ids, [stale[pk][1] for pk in ids], [stale[pk][2] for pk in ids], ids])
+        return [row[0] for row in cursor.fetchall()]
+
+
+_TOUCH_SQL = (
+    "UPDATE devices_device AS d SET last_seen_at = %b, last_transport = v.via, firmware = v.firmware "
+    "FROM unnest(%b::text[], %b::text[], %b::text[]) AS v(id, via, firmware) WHERE d.id = v.id "
+    "AND d.id IN (SELECT id FROM devices_device WHERE id = ANY(%b::text[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED) "
+    "RETURNING d.id"
+)
 
 
 def _latency(env: Envelope, received_at: datetime) -> float:
