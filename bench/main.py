@@ -91,6 +91,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--web", type=int, default=1, metavar="N",
         help="Daphne processes, behind nginx when more than one, as docs/deployment.md deploys them (default 1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--bridges", type=int, default=1, metavar="N",
+        help="MQTT bridges, on a shared subscription when more than one, as docs/deployment.md runs them (default 1)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--compare", nargs=2, type=Path, metavar=("A", "B"), help="print two results files side by side"
@@ -98,6 +102,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.web < 1:
         parser.error("--web: at least one web process")
+    if args.bridges < 1:
+        parser.error("--bridges: at least one MQTT bridge")
     if args.warmup is None:
         args.warmup = 60.0 if args.soak else 3.0  # the soak's first memory sample comes once caches have filled
     return args
@@ -120,6 +126,7 @@ def meta(args: argparse.Namespace) -> dict:
     return {"started_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), "load_average": list(load),
             "cpus": cpus, "cpu_model": model, "memory_gb": psutil.virtual_memory().total / 2**30,
             "commit": commit + ("-dirty" if dirty else ""), "warmup_s": args.warmup, "web_processes": args.web,
+            "bridges": args.bridges,
             "measure_s": args.soak or args.seconds,
             "argv": sys.argv[1:]}  # fmt: skip
 
@@ -148,7 +155,7 @@ def running_stack(selected: list[str], args: argparse.Namespace, sample_every: f
     fleet.create_watchlist()
     cookie = fleet.operator_cookie()
     say(f"{sum(len(c) for c in cameras.values())} cameras, a watchlist of {len(fleet.WATCHLIST_PLATES):,} plates")
-    stack = Stack(url, REDIS_URL, work, web=args.web)
+    stack = Stack(url, REDIS_URL, work, web=args.web, bridges=args.bridges)
     try:
         stack.start()
         sampler = Sampler(url, DATABASE, interval=sample_every)

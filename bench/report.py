@@ -180,6 +180,9 @@ def header(meta: dict) -> list[str]:
     web = meta.get("web_processes", 1)
     if web > 1:
         lines.append(f"web: {web} Daphne processes behind nginx (daphne rows: all of them together)")
+    bridges = meta.get("bridges", 1)
+    if bridges > 1:
+        lines.append(f"MQTT: {bridges} bridges on a shared subscription (bridge rows: all of them together)")
     return lines
 
 

@@ -166,13 +166,20 @@ def web_role(index: int) -> str:
     return "daphne" if index == 0 else f"daphne{index + 1}"
 
 
+def bridge_role(index: int) -> str:
+    """Process names of the MQTT bridges: bridge, bridge2, bridge3…"""
+    return "bridge" if index == 0 else f"bridge{index + 1}"
+
+
 class Stack:
     """The server's processes on one database, one Redis db and a private Mosquitto; `procs` by name.
 
-    `web` Daphne processes: one answers on `port` itself; more sit behind nginx on `port`, as in production."""
+    `web` Daphne processes: one answers on `port` itself; more sit behind nginx on `port`, as in production.
+    `bridges` MQTT bridges: more than one split the stream on a shared subscription, as in production."""
 
-    def __init__(self, database_url: str, redis_url: str, log_dir: Path, web: int = 1) -> None:
+    def __init__(self, database_url: str, redis_url: str, log_dir: Path, web: int = 1, bridges: int = 1) -> None:
         self.database_url, self.redis_url, self.log_dir, self.web = database_url, redis_url, log_dir, web
+        self.bridges = bridges
         self.procs: dict[str, subprocess.Popen] = {}
         self.port, self.mqtt_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -187,8 +194,10 @@ class Stack:
         web_ports = [self.port] if self.web == 1 else [free_port() for _ in range(self.web)]
         for n, port in enumerate(web_ports):
             self._spawn(web_role(n), [*manage, "serve", "--no-mqtt", "--no-watch", "--port", str(port)])
-        self._spawn("bridge", [*manage, "run_mqtt_bridge", "--url", f"mqtt://127.0.0.1:{self.mqtt_port}",
-                               "--client-id", "bench-bridge"], LOG_LEVEL="INFO")  # fmt: skip
+        shared = ["--shared", "bench"] if self.bridges > 1 else []
+        for n in range(self.bridges):
+            self._spawn(bridge_role(n), [*manage, "run_mqtt_bridge", "--url", f"mqtt://127.0.0.1:{self.mqtt_port}",
+                                         "--client-id", f"bench-{bridge_role(n)}", *shared], LOG_LEVEL="INFO")  # fmt: skip
         self._spawn("worker", [PYTHON, "-m", "celery", "-A", "lpr_server", "worker", "--pool", "threads",
                                "--concurrency", "2", "--loglevel", "INFO",
                                "--without-gossip", "--without-mingle", "--without-heartbeat"])  # fmt: skip
@@ -202,17 +211,19 @@ class Stack:
             self._spawn("nginx", [nginx_binary(), "-p", str(self.log_dir), "-e", str(self.log_dir / "nginx-error.log"),
                                   "-c", str(conf)])  # fmt: skip
             wait_for(lambda: answers(self.base + "/healthz"), 30, "nginx to answer /healthz", every=0.1)
-        wait_for(lambda: "subscribed to" in self.log("bridge"), 60, "the MQTT bridge to subscribe")
+        for n in range(self.bridges):
+            wait_for(lambda: "subscribed to" in self.log(bridge_role(n)), 60, f"the MQTT {bridge_role(n)} to subscribe")
         wait_for(lambda: " ready." in self.log("worker"), 60, "the Celery worker to be ready")
         say(f"stack up: Daphne {self.base}, Mosquitto :{self.mqtt_port}, "
             + ", ".join(f"{name} pid {p.pid}" for name, p in self.procs.items()))  # fmt: skip
         return self
 
     def roles(self) -> dict[str, list[int]]:
-        """Process groups for the sampler: every web process counts as Daphne."""
+        """Process groups for the sampler: every web process counts as Daphne, every bridge as the bridge."""
         groups: dict[str, list[int]] = {}
         for name, proc in self.procs.items():
-            groups.setdefault("daphne" if name.startswith("daphne") else name, []).append(proc.pid)
+            role = next((r for r in ("daphne", "bridge") if name.startswith(r)), name)
+            groups.setdefault(role, []).append(proc.pid)
         return groups
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:

@@ -60,3 +60,11 @@ def test_every_web_process_counts_as_daphne(tmp_path):
     web.procs.update({name: SimpleNamespace(pid=100 + n) for n, name in enumerate(names)})
     assert web.roles() == {"daphne": [100, 101, 102], "nginx": [103], "bridge": [104]}
     assert [stack.web_role(n) for n in range(3)] == ["daphne", "daphne2", "daphne3"]
+
+
+def test_every_bridge_counts_as_the_bridge(tmp_path):
+    two = stack.Stack("postgres://unused", "redis://unused", tmp_path, bridges=2)
+    names = ("daphne", "bridge", "bridge2", "worker")
+    two.procs.update({name: SimpleNamespace(pid=100 + n) for n, name in enumerate(names)})
+    assert two.roles() == {"daphne": [100], "bridge": [101, 102], "worker": [103]}
+    assert [stack.bridge_role(n) for n in range(3)] == ["bridge", "bridge2", "bridge3"]
