@@ -114,6 +114,7 @@ persistence false
 max_queued_messages 100000000
 max_queued_bytes 0
 max_inflight_messages 1000
+set_tcp_nodelay true
 """
 
 

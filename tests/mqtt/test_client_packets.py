@@ -104,3 +104,21 @@ def test_a_puback_with_a_reason_code_or_an_unknown_id_is_handled_by_paho(propert
     feed(c, PUBACK, bytearray(info.mid.to_bytes(2, "big") + b"\x10\x00"), "PUBACK")  # "no matching subscribers"
     assert info._published and not c._out_messages
     assert PacketTypes.PUBACK in properties_built  # decoded by paho
+
+
+def test_the_connection_sends_small_packets_at_once(mosquitto):
+    """Nagle's algorithm off on the bridge's socket: a PUBACK followed by an ack would wait for the broker's
+    delayed ACK of the first, about 40 ms."""
+    import socket
+
+    from transport.mqtt.client import BrokerAddress, Connection, Session
+
+    broker = mosquitto()
+    connection = Connection(BrokerAddress.from_url(broker.url), Session(client_id="nodelay-test"))
+    connection.start()
+    try:
+        assert connection.wait_connected(10)
+        sock = connection._client.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        connection.stop()
