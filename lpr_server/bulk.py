@@ -158,7 +158,9 @@ def _unnest_sql(table: str, names: str, array_types: tuple[str, ...], tail: str)
 
 @lru_cache(maxsize=256)
 def _array_type(field: models.Field) -> str:
-    return f"{field.db_type(connection)}[]"
+    # No length (`varchar[]`, not `varchar(64)[]`): an explicit cast would cut a long value short; the insert
+    # refuses it.
+    return f"{_binary_type(field)}[]"
 
 
 def _copy(table: str, columns: list, rows: Sequence[Sequence[Any]]) -> None:

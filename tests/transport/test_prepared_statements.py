@@ -70,3 +70,22 @@ def test_batches_of_every_size_below_the_copy_threshold_share_one_statement_a_ta
     prepared = _prepared()
     for table in ("transport_message", "detections_detection", "detections_passage"):
         assert len([s for s in prepared if f'INSERT INTO "{table}"' in s]) == 1, (table, prepared)
+
+
+def test_a_value_longer_than_its_column_is_refused_not_cut_short(device):
+    import uuid
+
+    from django.db import DataError, transaction
+    from django.utils import timezone
+
+    from lpr_server import bulk
+    from transport.models import Message
+    from transport.store import LEDGER_FIELDS
+
+    now = timezone.now()
+    row = (uuid.uuid4(), device.id, "detection" * 3, "ws", "ws", None, now, now, None)  # data_type: 27 of 16
+
+    with pytest.raises(DataError), transaction.atomic():
+        bulk.insert_new(Message, LEDGER_FIELDS, [row], key="message_id")
+
+    assert not Message.objects.filter(message_id=row[0]).exists()
