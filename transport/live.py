@@ -48,8 +48,11 @@ from .store import Stored
 
 log = logging.getLogger(__name__)
 
-PUBLISH_INTERVAL_S = 0.01  # per process: dashboard events published at most this often
-FRAME_INTERVAL_S = 0.025  # per dashboard socket: at most one frame this often
+# Coalescing costs latency (half an interval on average, a whole one at worst, at each of the two steps) and
+# saves frames; camera-to-dashboard p99 has to stay well under 50 ms.
+PUBLISH_INTERVAL_S = 0.005  # per process: dashboard events published at most this often
+FRAME_INTERVAL_S = 0.01  # per dashboard socket: at most one frame this often...
+DASHBOARD_FRAMES_PER_S = 1000  # ...and, with many dashboards open on a process, at most this many in all
 EVENTS_PER_MESSAGE = 500  # events per published message and per frame, so neither grows without bound
 # Events a Pacer holds at most while its flush cannot keep up (Redis slow or away); beyond that
 # the oldest are dropped and counted: a live view may miss events, the server must not grow without bound.
@@ -119,8 +122,15 @@ def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
 # --- coalescing ---------------------------------------------------------------------------------
 
 
+def frame_interval() -> float:
+    """How often each dashboard socket of this process may get a frame: FRAME_INTERVAL_S while few are open, less
+    often once they would together exceed DASHBOARD_FRAMES_PER_S (100 open: every 100 ms)."""
+    return max(FRAME_INTERVAL_S, fanout.local_sinks() / DASHBOARD_FRAMES_PER_S)
+
+
 class Pacer:
-    """Collects items from any thread and hands them to `flush` in one call at most every `interval` s.
+    """Collects items from any thread and hands them to `flush` in one call at most every `interval` s
+    (a number, or a function asked before each wait).
 
     The first item after a quiet period goes out at once; a burst waits for the
     next slot. `flush` runs on the live loop; items added while it runs go in
@@ -128,8 +138,9 @@ class Pacer:
     the oldest are dropped.
     """
 
-    def __init__(self, flush: Callable[[list], Awaitable[None]], interval: float = FRAME_INTERVAL_S,
-                 loop: asyncio.AbstractEventLoop | None = None, max_items: int | None = MAX_PENDING_EVENTS) -> None:  # fmt: skip
+    def __init__(self, flush: Callable[[list], Awaitable[None]],
+                 interval: float | Callable[[], float] = FRAME_INTERVAL_S, loop: asyncio.AbstractEventLoop | None = None,
+                 max_items: int | None = MAX_PENDING_EVENTS) -> None:  # fmt: skip
         self._flush_items = flush
         self.interval = interval
         self.max_items = max_items
@@ -156,7 +167,8 @@ class Pacer:
         loop.call_soon_threadsafe(self._arm, loop)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        delay = max(0.0, self._last + self.interval - loop.time())
+        interval = self.interval() if callable(self.interval) else self.interval
+        delay = max(0.0, self._last + interval - loop.time())
         loop.call_later(delay, self._start_flush, loop)
 
     def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:

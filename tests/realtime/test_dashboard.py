@@ -11,7 +11,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.factories import envelope
-from transport import live
+from transport import fanout, live
 
 from .conftest import acks_for, dump, in_thread, is_type, operator_headers, recv_frame
 
@@ -163,3 +163,45 @@ def test_events_published_while_the_server_loop_takes_over_are_all_delivered(mon
     server.call_soon_threadsafe(server.stop)
     assert sorted(got) == [1, 2, 3, 4]
     assert live.live_loop() is server and not private.is_running()
+
+
+def test_each_dashboard_gets_frames_less_often_as_more_share_the_process(monkeypatch):
+    sinks: set = set()
+    monkeypatch.setattr(fanout, "_sinks", sinks)
+
+    def open_dashboards(n):
+        sinks.clear()
+        sinks.update(object() for _ in range(n))
+        return live.frame_interval()
+
+    few, hundred, thousand = open_dashboards(3), open_dashboards(100), open_dashboards(1000)
+
+    assert few == live.FRAME_INTERVAL_S  # a control room's few screens: the shortest wait
+    assert 100 / hundred == pytest.approx(live.DASHBOARD_FRAMES_PER_S)  # frames a second in all stay bounded
+    assert 1000 / thousand == pytest.approx(live.DASHBOARD_FRAMES_PER_S)
+
+
+def test_a_pacer_asks_a_function_interval_before_each_wait():
+    flushed: list[float] = []
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    interval = {"s": 0.0}
+
+    async def flush(items):
+        flushed.append(loop.time())
+
+    pacer = live.Pacer(flush, interval=lambda: interval["s"], loop=loop)
+    pacer.add([1])
+    _wait_for(lambda: len(flushed) == 1)
+    interval["s"] = 0.3
+    pacer.add([2])  # the slot after the first flush: 0.3 s after it
+    _wait_for(lambda: len(flushed) == 2)
+    loop.call_soon_threadsafe(loop.stop)
+    assert flushed[1] - flushed[0] >= 0.29
+
+
+def _wait_for(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert condition()

@@ -45,7 +45,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.unanswered, self.waiting, self.shut_since, self.closing = 0, [], None, False
         self.held_bytes = self.held_events = 0  # received and not yet sent, in the pacer or waiting
         # Bounded here by bytes: a pacer bounded by count would silently drop events while the process is busy.
-        self.pacer = live.Pacer(self._send_events, loop=asyncio.get_running_loop(), max_items=None)
+        self.pacer = live.Pacer(self._send_events, interval=live.frame_interval, loop=asyncio.get_running_loop(),
+                                max_items=None)
         fanout.join(self.take)
 
     def take(self, events_json: bytes, count: int) -> None:
