@@ -210,14 +210,12 @@ def logged(sql: str) -> Iterator[None]:
 
 
 @contextmanager
-def server_cursor(raw: bool = False) -> Iterator[psycopg.Cursor]:
+def server_cursor() -> Iterator[psycopg.Cursor]:
     """A server-side-binding psycopg cursor on Django's connection (Django's own binds client-side). Its errors are
     raised as Django's, as its own cursors' are: a connection lost mid-write must read as OperationalError (an
-    outage, answered `unavailable`), never as an unknown error (a 500; the MQTT bridge refused and lost the message).
-    `raw`: the statement uses PostgreSQL's `$1` placeholders and is sent without parsing."""
+    outage, answered `unavailable`), never as an unknown error (a 500; the MQTT bridge refused and lost the message)."""
     connection.ensure_connection()
-    cursor_class = psycopg.RawCursor if raw else psycopg.Cursor
-    with connection.wrap_database_errors, cursor_class(connection.connection) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         yield cursor
 
 
