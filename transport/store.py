@@ -225,16 +225,16 @@ def _touch(stale: dict[str, tuple[Device, str, str]], now: datetime) -> list[str
     # reference (their foreign-key checks hold KEY SHARE), leaving busy devices' last_seen stale.
     ids = sorted(stale)
     with bulk.logged(_TOUCH_SQL), bulk.server_cursor() as cursor:
-        cursor.execute(_TOUCH_SQL, [now, ids, [stale[pk][1] for pk in ids], [stale[pk][2] for pk in ids], ids])
+        cursor.execute(_TOUCH_SQL, [ids, [stale[pk][1] for pk in ids], [stale[pk][2] for pk in ids], now])
         return [row[0] for row in cursor.fetchall()]
 
 
 _TOUCH_SQL = (
-    "UPDATE devices_device AS d SET last_seen_at = %b, last_transport = v.via, firmware = v.firmware "
-    "FROM unnest(%b::text[], %b::text[], %b::text[]) AS v(id, via, firmware) WHERE d.id = v.id "
-    "AND d.id IN (SELECT id FROM devices_device WHERE id = ANY(%b::text[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED) "
-    "RETURNING d.id"
-)
+    "WITH v(id, via, firmware) AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])), "
+    "free AS (SELECT d.id FROM {table} d JOIN v USING (id) ORDER BY d.id FOR NO KEY UPDATE OF d SKIP LOCKED) "
+    "UPDATE {table} AS d SET last_seen_at = %b, last_transport = v.via, firmware = v.firmware "
+    "FROM v JOIN free USING (id) WHERE d.id = v.id RETURNING d.id"
+).format(table=Device._meta.db_table)
 
 
 def _latency(env: Envelope, received_at: datetime) -> float:
