@@ -2,7 +2,7 @@
 
 Compat cameras put their key in the query string (`?key=`) and cameras may
 put their JWT there (`/ws/device/?token=`); Daphne logs the request line as
-it came. `serve --access-log` runs Daphne with this logger, which masks them.
+it came. `serve --access-log` runs Daphne with this logger (lpr_server.web_server), which masks them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 
 from daphne.access import AccessLogGenerator
-from daphne.cli import CommandLineInterface
-from daphne.server import Server
 
 CREDENTIAL_PARAMS = re.compile(r"(?i)([?&;](?:key|token|access_token|password|secret)=)[^&;#\s\"]*")
 
@@ -25,16 +23,3 @@ class RedactingAccessLog(AccessLogGenerator):
         if "path" in details:
             details = {**details, "path": redact(str(details["path"]))}
         super().__call__(protocol, action, details)
-
-
-class _Server(Server):
-    def __init__(self, *args, action_logger=None, **kwargs):
-        if isinstance(action_logger, AccessLogGenerator) and not isinstance(action_logger, RedactingAccessLog):
-            action_logger = RedactingAccessLog(action_logger.stream)
-        super().__init__(*args, action_logger=action_logger, **kwargs)
-
-
-class DaphneCLI(CommandLineInterface):
-    """Daphne's command line, its access log redacted."""
-
-    server_class = _Server

@@ -8,6 +8,7 @@ from typing import Callable
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from devices.models import Device
@@ -103,10 +104,15 @@ def device_api(methods: tuple[str, ...] = ("POST",), max_bytes: int | None = Non
         def view(request, *args, **kwargs):
             if (refusal := _check(request, methods, max_bytes)) is not None:
                 return refusal
+            device = None
             try:
-                return fn(request, authenticate_request(request, schemes), *args, **kwargs)
+                device = authenticate_request(request, schemes)
+                return fn(request, device, *args, **kwargs)
             except auth.AuthError as exc:
                 return refuse(request, exc.code, exc.detail)
+            except MultiPartParserError as exc:  # raised where a view first reads request.FILES or POST
+                detail = f"The multipart body could not be read ({exc}); send multipart/form-data with its boundary."
+                return refuse(request, "invalid", detail, device=device)
             except pipeline.STORAGE_DOWN:
                 return unavailable()
 

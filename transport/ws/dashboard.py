@@ -27,6 +27,7 @@ from django.conf import settings
 from transport import fanout, live, metrics
 
 from . import operators
+from .consumers import NoHousekeepingPerMessage
 
 CLOSE_TOO_SLOW = 4408
 WINDOW = 8  # frames sent and not yet answered
@@ -34,7 +35,7 @@ FRAME_MAX_EVENTS = live.EVENTS_PER_MESSAGE
 MAX_WAITING_BYTES = 8 * 1024 * 1024  # encoded events held for one socket, not yet sent
 
 
-class DashboardConsumer(AsyncWebsocketConsumer):
+class DashboardConsumer(NoHousekeepingPerMessage, AsyncWebsocketConsumer):
     pacer: live.Pacer | None = None
 
     async def connect(self) -> None:

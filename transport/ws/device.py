@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -18,6 +17,7 @@ from transport.errors import CLOSE_CODES
 from transport.pipeline import Ack, Inbound
 
 from transport.batching import MicroBatcher
+from .consumers import NoHousekeepingPerMessage
 from .lifecycle import LeavesOnce, every, stop
 from .video import LatestFrame, is_jpeg
 
@@ -63,16 +63,8 @@ async def revocation(device: Device) -> str | None:
     return await database_sync_to_async(_revocation)(device)
 
 
-class DeviceConsumer(LeavesOnce, AsyncWebsocketConsumer):
+class DeviceConsumer(NoHousekeepingPerMessage, LeavesOnce, AsyncWebsocketConsumer):
     device: Device | None = None
-
-    async def dispatch(self, message: dict) -> None:
-        # Channels wraps every message in close_old_connections(), a thread hop per frame. This consumer
-        # touches the database only in the batch writers, which do that themselves (batcher._ingest).
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def connect(self) -> None:
         result = await authenticate(token_from_scope(self.scope), VIA)

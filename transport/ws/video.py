@@ -26,6 +26,7 @@ from devices.models import Device
 from transport import live
 
 from . import operators
+from .consumers import NoHousekeepingPerMessage
 from .lifecycle import LeavesOnce, every, stop
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class LatestFrame:
             self._task = None
 
 
-class VideoViewerConsumer(LeavesOnce, AsyncWebsocketConsumer):
+class VideoViewerConsumer(NoHousekeepingPerMessage, LeavesOnce, AsyncWebsocketConsumer):
     device_id: str = ""
 
     async def connect(self) -> None:

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand
 
 from devices import watch
 from lpr_server import collector
-from lpr_server.access_log import DaphneCLI
+from lpr_server.web_server import DaphneCLI
 from transport.mqtt.service import start_beside_server
 
 
