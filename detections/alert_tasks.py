@@ -9,6 +9,8 @@ import requests
 from celery import shared_task
 from django.conf import settings
 
+from lpr_server.celery import FAST_JSON
+
 from . import alerts, notify, rollups
 from .alert_models import Delivery
 
@@ -22,7 +24,7 @@ def match_alerts(message_ids: list[str], captured_at: list[str] | None = None) -
     return len(alerts.match(message_ids, captured_at))
 
 
-@shared_task(name="detections.match_reads", ignore_result=True, acks_late=True)
+@shared_task(name="detections.match_reads", ignore_result=True, acks_late=True, serializer=FAST_JSON)
 def match_reads(reads: list[list]) -> int:
     """Match a batch of stored reads, as alert intake describes them (`alerts.StoredRead`), against the
     watchlists; fan out new alerts."""

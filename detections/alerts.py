@@ -59,9 +59,8 @@ class StoredRead(NamedTuple):
 
 def stored_read(m) -> list:
     """A `transport.store.Stored` detection as a `StoredRead` (as a list: what Celery's JSON keeps)."""
-    p = m.envelope.payload
-    return [m.envelope.id_text, m.device_id, m.envelope.timestamp.isoformat(), p.plate, normalize(p.plate),
-            [normalize(c.plate) for c in p.candidates], m.passage_id]  # fmt: skip
+    return [m.envelope.id_text, m.device_id, m.envelope.timestamp.isoformat(), m.envelope.payload.plate,
+            m.plate_normalized, m.candidates_normalized, m.passage_id]  # fmt: skip
 
 
 def match_reads(reads: Iterable[list]) -> list[Alert]:

@@ -139,6 +139,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.float("CELERY_VISIBILITY_TIMEOUT_S", default=3600.0),
                                    "unacked_restore_interval": 10, "unacked_restore_throttle": 1}  # fmt: skip
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json", "lpr-json"]  # lpr-json: lpr_server/celery.py
 CELERY_BEAT_SCHEDULE = {
     "detections-purge-expired": {"task": "detections.purge_expired", "schedule": 24 * 3600.0},
     "detections-ensure-partitions": {"task": "detections.ensure_partitions", "schedule": 3600.0},

@@ -39,7 +39,6 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
-from detections.plates import normalize
 from devices import presence
 
 from . import fanout, metrics
@@ -258,7 +257,7 @@ class DetectionEvent(msgspec.Struct, tag="detection", tag_field="type"):
 def _detection(m: Stored) -> DetectionEvent:
     e, p = m.envelope, m.envelope.payload
     return DetectionEvent(m.device_id, e.id_text, e.sequence, m.via, m.received_at, m.latency_ms, p.plate,
-                          normalize(p.plate), p.confidence, p.region, p.direction, p.image_ref, e.timestamp)  # fmt: skip
+                          m.plate_normalized, p.confidence, p.region, p.direction, p.image_ref, e.timestamp)  # fmt: skip
 
 
 def _health(m: Stored) -> dict:

@@ -46,6 +46,8 @@ class Stored:
     received_at: datetime
     latency_ms: float | None
     passage_id: int | None = None  # detections: the passage the read joined
+    plate_normalized: str = ""  # detections: made once here, for live events and alert intake too
+    candidates_normalized: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -137,9 +139,11 @@ def _write_detections(stored: list[Stored]) -> None:
     passage_ids = passages.assign(reads)
     rows = []
     for s, read, passage_id in zip(stored, reads, passage_ids):
-        s.passage_id = passage_id
         e, p = s.envelope, s.envelope.payload
-        text = search_text(read.plate_normalized, [c.plate for c in p.candidates]) if p.candidates else read.folded
+        s.passage_id, s.plate_normalized = passage_id, read.plate_normalized
+        if p.candidates:
+            s.candidates_normalized = [normalize(c.plate) for c in p.candidates]
+        text = search_text(read.plate_normalized, s.candidates_normalized) if p.candidates else read.folded
         rows.append((
             e.message_id, s.device_id, p.plate, read.plate_normalized, p.confidence, p.region or "",
             _json(p.candidates, _EMPTY_LIST), _json(p.vehicle, _EMPTY_OBJECT), _json(p.bbox, None),

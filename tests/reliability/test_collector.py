@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import pytest
@@ -27,3 +28,24 @@ def test_the_run_command_freezes_its_startup_objects_and_reports_collector_pause
     # The full collection made just before freezing is the first pause the process reports.
     count = figures['lpr_gc_pause_seconds_count{generation="2"}']
     assert count >= 1 and figures['lpr_gc_pause_seconds_bucket{generation="2",le="+Inf"}'] == count
+
+
+@pytest.fixture
+def restored_collector():
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+@pytest.mark.parametrize("signal", ["worker_ready", "worker_process_init"])
+def test_a_celery_worker_freezes_its_startup_objects_and_collects_less_often(signal, restored_collector):
+    import celery.signals
+
+    from lpr_server import collector
+
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    getattr(celery.signals, signal).send(sender=None)  # what Celery sends once a worker (or a prefork child) is up
+    assert gc.get_freeze_count() > 50_000
+    assert gc.get_threshold() == collector.THRESHOLDS and collector.THRESHOLDS[0] > 700
