@@ -9,12 +9,6 @@ through, and at 1,000 messages/s it set the ack p99. Frozen once after
 startup (`gc.freeze`), they are left out, and a full collection walks only
 what was made since (~6 ms there). Pauses are exported as
 `lpr_gc_pause_seconds{generation}` so an operator can see them.
-
-The youngest generation is collected every THRESHOLDS[0] allocations, not
-Python's 700: decoding one batch of a thousand envelopes makes tens of
-thousands of objects, nearly all freed by reference counting alone, and a
-collection every 700 of them cost the ingest processes a few per cent of
-their CPU for nothing (REST batch and MQTT stored 4-6 % more without).
 """
 
 from __future__ import annotations
@@ -24,18 +18,16 @@ import time
 
 from transport import metrics
 
-THRESHOLDS = (50_000, 20, 20)  # Python's: (700, 10, 10)
 _started_at = [0.0]  # a collection never starts while another runs, so one slot is enough
 
 
 def prepare_server_process() -> None:
     """For `serve`, the MQTT bridge and Celery workers: call once everything the process runs is imported. Measures
-    pauses from now on, collects once, leaves everything alive now out of future collections, collects less often."""
+    pauses from now on, collects once, then leaves everything alive now out of future collections."""
     if _on_collection not in gc.callbacks:
         gc.callbacks.append(_on_collection)
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*THRESHOLDS)
 
 
 def _on_collection(phase: str, info: dict) -> None:
