@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Sequence
 
 import msgspec
 from django.db import connection
@@ -47,7 +48,7 @@ class Stored:
     latency_ms: float | None
     passage_id: int | None = None  # detections: the passage the read joined
     plate_normalized: str = ""  # detections: made once here, for live events and alert intake too
-    candidates_normalized: list[str] = field(default_factory=list)
+    candidates_normalized: Sequence[str] = ()
 
 
 @dataclass(slots=True)
