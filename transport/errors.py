@@ -23,7 +23,8 @@ STATUS = {
 # A socket (device or browser) refused or closed for one of these: the close code that says why.
 # 4503 as HTTP's 503: storage was unreachable, so the token could not be checked; connect again shortly.
 # (The standard's 1013 "Try Again Later" is not one an application may send through autobahn: 1000 or 3000-4999.)
-CLOSE_CODES = {"unauthenticated": 4401, "forbidden": 4403, "unavailable": 4503}
+# 4408 as HTTP's 408: the other side took too long (a camera silent past its timeout, a dashboard not reading).
+CLOSE_CODES = {"unauthenticated": 4401, "forbidden": 4403, "too_slow": 4408, "unavailable": 4503}
 
 
 def error_response(code: str, detail: str, field: str | None = None, retry_after: int | None = None, **extra) -> JsonResponse:

@@ -25,11 +25,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from transport import fanout, live, metrics
+from transport.errors import CLOSE_CODES
 
 from . import operators
 from .consumers import NoHousekeepingPerMessage
 
-CLOSE_TOO_SLOW = 4408
+CLOSE_TOO_SLOW = CLOSE_CODES["too_slow"]
 WINDOW = 8  # frames sent and not yet answered
 FRAME_MAX_EVENTS = live.EVENTS_PER_MESSAGE
 MAX_WAITING_BYTES = 8 * 1024 * 1024  # encoded events held for one socket, not yet sent

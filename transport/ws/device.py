@@ -22,7 +22,7 @@ from .lifecycle import LeavesOnce, every, stop
 from .video import LatestFrame, is_jpeg
 
 VIA = "websocket"
-CLOSE_SILENT = 4408
+CLOSE_SILENT = CLOSE_CODES["too_slow"]
 _encode = envelope.encode_json
 
 
