@@ -1,4 +1,4 @@
-"""Daphne as `serve` runs it: its access log redacted, request bodies left to Django.
+"""Daphne as `serve` runs it: its access log redacted, request bodies left to Django, no body past a bound read.
 
 Twisted, under Daphne, parses every POST body sent as a form (url-encoded or
 multipart) into `request.args`, which Daphne never reads: Django parses
@@ -6,21 +6,63 @@ bodies itself. So an image upload was parsed twice, the first time whole in
 memory, a multipart body Twisted could not parse was refused with a bare
 400 before Django and its error format saw it, and every POST paid ~30 µs
 for the Content-Type to be read through the email package.
+
+Daphne also reads a whole body before the application sees it, whatever its
+size (spooled to disk past a few hundred kilobytes). A body longer than
+HTTP_MAX_BODY_BYTES, the most any endpoint takes, is refused as it is
+announced (or, chunked, as it passes the bound) with the contract's 413,
+and the connection closed: behind nginx its `client_max_body_size` does
+this first; served directly (the run command), this does.
 """
 
 from __future__ import annotations
+
+import json
+import logging
 
 from daphne.access import AccessLogGenerator
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
+from django.conf import settings
 
 from .access_log import RedactingAccessLog
+
+log = logging.getLogger(__name__)
 
 
 class _Request(WebRequest):
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, parsePOSTFormSubmission=False, **kwargs)
+        self.body_received, self.refused = 0, False
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > settings.HTTP_MAX_BODY_BYTES:
+            self._refuse_too_large(length)
+        super().gotLength(0 if self.refused else length)  # 0: an empty buffer, not a spool file
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.refused:
+            return
+        self.body_received += len(data)
+        if self.body_received > settings.HTTP_MAX_BODY_BYTES:  # chunked: no length was announced
+            self._refuse_too_large(self.body_received, "at least ")
+            return
+        super().handleContentChunk(data)
+
+    def _refuse_too_large(self, length: int, qualifier: str = "") -> None:
+        self.refused = True
+        limit = settings.HTTP_MAX_BODY_BYTES
+        detail = f"Body is {qualifier}{length} bytes; no endpoint takes more than {limit}."
+        body = json.dumps({"error": "too_large", "detail": detail}).encode()
+        log.warning(
+            "refused a %s%d-byte body from %s before reading it", qualifier, length, getattr(self.client, "host", "?")
+        )
+        self.channel.transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        self.channel.loseConnection()
 
 
 class _HTTPFactory(HTTPFactory):
