@@ -177,8 +177,9 @@ BATCH_MAX_MESSAGES = 1000
 BATCH_MAX_BYTES = 16 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = BATCH_MAX_BYTES + 1024
 IMAGE_MAX_BYTES = 5 * 1024 * 1024
-# The most any endpoint takes (compat webhooks: four pictures); `serve` refuses a longer body before reading it.
-HTTP_MAX_BODY_BYTES = env.int("HTTP_MAX_BODY_BYTES", default=max(DATA_UPLOAD_MAX_MEMORY_SIZE, 4 * IMAGE_MAX_BYTES) + 1024 * 1024)
+COMPAT_MAX_BYTES = 4 * IMAGE_MAX_BYTES  # a camera-format webhook: a few pictures and their JSON or XML
+# The most any endpoint takes and a margin; `serve` refuses a longer body before reading it.
+HTTP_MAX_BODY_BYTES = env.int("HTTP_MAX_BODY_BYTES", default=max(DATA_UPLOAD_MAX_MEMORY_SIZE, COMPAT_MAX_BYTES) + 1024 * 1024)
 # Per device, per process: a token bucket refilled at RATE messages/s up to BURST.
 DEVICE_RATE_PER_S = env.float("DEVICE_RATE_PER_S", default=100.0)
 DEVICE_RATE_BURST = max(env.int("DEVICE_RATE_BURST", default=2000), BATCH_MAX_MESSAGES)

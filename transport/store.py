@@ -142,9 +142,10 @@ def _write_detections(stored: list[Stored]) -> None:
     for s, read, passage_id in zip(stored, reads, passage_ids):
         e, p = s.envelope, s.envelope.payload
         s.passage_id, s.plate_normalized = passage_id, read.plate_normalized
+        text = read.folded
         if p.candidates:
             s.candidates_normalized = [normalize(c.plate) for c in p.candidates]
-        text = search_text(read.plate_normalized, s.candidates_normalized) if p.candidates else read.folded
+            text = search_text(read.plate_normalized, s.candidates_normalized)
         rows.append((
             e.message_id, s.device_id, p.plate, read.plate_normalized, p.confidence, p.region or "",
             _json(p.candidates, _EMPTY_LIST), _json(p.vehicle, _EMPTY_OBJECT), _json(p.bbox, None),

@@ -21,9 +21,8 @@ from transport.errors import error_response
 
 from .device_auth import device_api
 
-MAX_BYTES = 4 * settings.IMAGE_MAX_BYTES  # a few pictures and their JSON or XML
 _json = msgspec.json.Decoder()
-compat_api = device_api(max_bytes=MAX_BYTES, schemes=("Device", "Token"))
+compat_api = device_api(max_bytes=settings.COMPAT_MAX_BYTES, schemes=("Device", "Token"))
 
 
 @compat_api
