@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
+import msgspec
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q
@@ -28,8 +29,7 @@ from .models import Passage
 from .plates import fold_normalized, near
 
 
-@dataclass(slots=True)
-class Read:
+class Read(msgspec.Struct, gc=False):
     device_id: str
     plate_normalized: str
     confidence: float

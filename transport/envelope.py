@@ -12,7 +12,6 @@ import base64
 import binascii
 import re
 import zlib
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Callable, Literal, Union
 from uuid import UUID
@@ -46,15 +45,18 @@ class EnvelopeError(Exception):
 
 
 # --- wire shapes --------------------------------------------------------------
+# gc=False here and on the pipeline's per-message structs (Envelope, Inbound, Ack, Stored, passages.Read): decoded
+# JSON holds no reference cycles, and a batch holds thousands of these at once, each of which the garbage collector
+# would otherwise count towards its next collection and walk in it.
 
 
-class Metadata(msgspec.Struct, forbid_unknown_fields=False):
+class Metadata(msgspec.Struct, forbid_unknown_fields=False, gc=False):
     protocol_version: str = "1.0"
     compression: Union[bool, str] = False
     encryption: Union[bool, str] = False
 
 
-class WireEnvelope(msgspec.Struct):
+class WireEnvelope(msgspec.Struct, gc=False):
     message_id: UUID
     timestamp: datetime
     protocol: Transport
@@ -65,23 +67,23 @@ class WireEnvelope(msgspec.Struct):
     sequence: Union[Int64, None] = None
 
 
-class Candidate(msgspec.Struct):
+class Candidate(msgspec.Struct, gc=False):
     plate: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
     confidence: Union[UnitFloat, None] = None
 
 
-class BBox(msgspec.Struct):
+class BBox(msgspec.Struct, gc=False):
     x: float
     y: float
     w: NonNegative
     h: NonNegative
 
 
-class DetectionPayload(msgspec.Struct, forbid_unknown_fields=True):
+class DetectionPayload(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     plate: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
     confidence: UnitFloat
     region: Union[Annotated[str, msgspec.Meta(max_length=32)], None] = None
-    candidates: list[Candidate] = []
+    candidates: tuple[Candidate, ...] = ()  # a tuple: the common empty one is shared, not a new list to track
     bbox: Union[BBox, None] = None
     vehicle: Union[dict[str, Any], None] = None
     direction: Union[Literal["approaching", "receding", "unknown"], Annotated[float, msgspec.Meta(ge=0, le=360)], None] = None
@@ -90,14 +92,14 @@ class DetectionPayload(msgspec.Struct, forbid_unknown_fields=True):
     image_ref: Union[UUID, None] = None
 
 
-class NetworkHealth(msgspec.Struct):
+class NetworkHealth(msgspec.Struct, gc=False):
     latency_ms: Union[NonNegative, None] = None
     bandwidth_kbps: Union[NonNegative, None] = None
     packet_loss: Union[UnitFloat, None] = None
     uptime_percent: Union[Percent, None] = None
 
 
-class HealthPayload(msgspec.Struct, forbid_unknown_fields=True):
+class HealthPayload(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     cpu_percent: Union[Percent, None] = None
     memory_percent: Union[Percent, None] = None
     temperature_c: Union[float, None] = None
@@ -109,12 +111,12 @@ class HealthPayload(msgspec.Struct, forbid_unknown_fields=True):
     network: Union[NetworkHealth, None] = None
 
 
-class ConfigPayload(msgspec.Struct, forbid_unknown_fields=True):
+class ConfigPayload(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     version: Int32
     values: dict[str, Any]
 
 
-class ControlPayload(msgspec.Struct, forbid_unknown_fields=True):
+class ControlPayload(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     command_id: UUID
     status: Literal["received", "done", "failed"]
     result: Union[dict[str, Any], None] = None
@@ -134,8 +136,7 @@ KNOWN_FIELDS = {name: frozenset(t.__struct_fields__) for name, t in PAYLOAD_TYPE
 _payload_decoders = {name: msgspec.json.Decoder(t) for name, t in PAYLOAD_TYPES.items()}
 
 
-@dataclass(slots=True)
-class Envelope:
+class Envelope(msgspec.Struct, gc=False):
     """A validated envelope: typed payload plus the payload fields the server does not know (kept)."""
 
     message_id: UUID

@@ -236,7 +236,7 @@ def on_stored(messages: list[Stored]) -> None:
     publish(events)
 
 
-class DetectionEvent(msgspec.Struct, tag="detection", tag_field="type"):
+class DetectionEvent(msgspec.Struct, tag="detection", tag_field="type", gc=False):
     """The most frequent event by far, so a struct msgspec encodes directly rather than a dict."""
 
     device_id: str

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
+import msgspec
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
@@ -38,8 +39,7 @@ UNAVAILABLE_RETRY_S = 5
 STORAGE_DOWN = (OperationalError, InterfaceError)
 
 
-@dataclass(slots=True)
-class Inbound:
+class Inbound(msgspec.Struct, gc=False):
     """One message as a transport received it."""
 
     body: bytes | str | dict
@@ -49,8 +49,7 @@ class Inbound:
     credentials: auth.Credentials | None = None
 
 
-@dataclass(slots=True)
-class Ack:
+class Ack(msgspec.Struct, gc=False):
     message_id: str | None
     status: str
     error: str | None = None
@@ -69,8 +68,7 @@ class Ack:
         return out
 
 
-@dataclass(slots=True)
-class _Pending:
+class _Pending(msgspec.Struct, gc=False):
     index: int
     item: Inbound
     envelope: Envelope

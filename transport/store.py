@@ -37,8 +37,7 @@ class StorageRefusal(Exception):
         self.code, self.detail, self.field = code, detail, field
 
 
-@dataclass(slots=True)
-class Stored:
+class Stored(msgspec.Struct, gc=False):
     """A message newly committed, as post-commit consumers see it."""
 
     device_id: str
