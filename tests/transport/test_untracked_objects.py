@@ -50,3 +50,11 @@ def test_what_the_pipeline_makes_per_message_is_untracked(make_device, monkeypat
     assert len(seen) == 3 and all(s.passage_id for s in seen)
     for obj in (*items, *acks, *seen, *(s.envelope for s in seen)):
         assert not gc.is_tracked(obj), obj
+
+
+def test_a_received_mqtt_message_is_untracked():
+    from transport.mqtt.client import Received
+
+    received = Received("lpr/v1/devices/cam-1/up/detection", b"{}", mid=7, qos=1, retain=False, generation=1)
+
+    assert received.mid == 7 and not gc.is_tracked(received)

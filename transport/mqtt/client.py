@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -63,8 +64,7 @@ class BrokerAddress:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
+class Received(msgspec.Struct, frozen=True, gc=False):  # untracked: a batch holds hundreds (see transport.envelope)
     """A message from the broker. `generation` names the connection it came on: a PUBACK is only
     meaningful on that connection, since after a reconnect the broker may reuse its packet id."""
 
