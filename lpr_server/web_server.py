@@ -17,7 +17,6 @@ this first; served directly (the run command), this does.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from daphne.access import AccessLogGenerator
@@ -25,6 +24,8 @@ from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from django.conf import settings
+
+from transport.errors import error_response
 
 from .access_log import RedactingAccessLog
 
@@ -53,15 +54,15 @@ class _Request(WebRequest):
     def _refuse_too_large(self, length: int, qualifier: str = "") -> None:
         self.refused = True
         limit = settings.HTTP_MAX_BODY_BYTES
-        detail = f"Body is {qualifier}{length} bytes; no endpoint takes more than {limit}."
-        body = json.dumps({"error": "too_large", "detail": detail}).encode()
+        answer = error_response("too_large", f"Body is {qualifier}{length} bytes; no endpoint takes more than {limit}.")
         log.warning(
             "refused a %s%d-byte body from %s before reading it", qualifier, length, getattr(self.client, "host", "?")
         )
         self.channel.transport.write(
-            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+            % (answer.status_code, answer.reason_phrase.encode(), answer["Content-Type"].encode(), len(answer.content),
+               answer.content)
+        )  # fmt: skip
         self.channel.loseConnection()
 
 
