@@ -122,3 +122,124 @@ def test_the_connection_sends_small_packets_at_once(mosquitto):
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         connection.stop()
+
+
+# --- the bridge's own traffic: plain QoS 1 messages in, QoS 1 acks out, without paho's per-message objects ---
+
+ACK_TOPIC = "lpr/v1/devices/CAM001/down/ack"
+
+
+@pytest.fixture
+def message_objects(monkeypatch):
+    made = []
+    for cls in (mqtt.MQTTMessage, mqtt.MQTTMessageInfo):
+        original = cls.__init__
+
+        def counting(self, *args, _original=original, _name=cls.__name__, **kwargs):
+            made.append(_name)
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    return made
+
+
+def connected_client():
+    import socket
+
+    c = client()
+    c._sock = socket.socket()  # never written to: _Client collects its writes until flush()
+    return c
+
+
+def ack_publish(mid: int, body: bytes, dup: bool = False) -> bytes:
+    """A QoS 1 PUBLISH to ACK_TOPIC with no properties, fixed header included (short enough for a 1-byte length)."""
+    rest = len(ACK_TOPIC).to_bytes(2, "big") + ACK_TOPIC.encode() + mid.to_bytes(2, "big") + b"\x00" + body
+    return bytes([PUBLISH | QOS1 | (DUP if dup else 0), len(rest)]) + rest
+
+
+def test_a_plain_qos1_publish_reaches_on_qos1_publish_as_plain_values(message_objects, properties_built):
+    c = client()
+    got = []
+    c.on_qos1_publish = lambda *values: got.append(values)
+    assert feed(c, PUBLISH | QOS1 | RETAIN, publish_packet(7)) == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert got == [(TOPIC.decode(), BODY, 7, True)]
+    assert c.received == [] and message_objects == [] and properties_built == []
+
+
+def test_a_publish_whose_topic_is_not_utf8_is_left_to_paho():
+    c = client()
+    got, seen = [], []
+    c.on_qos1_publish = lambda *values: got.append(values)
+    c.on_message = lambda _c, _u, m: seen.append((m._topic, m.mid))
+    feed(c, PUBLISH | QOS1, publish_packet(4, topic=b"lpr/\xff"))
+    assert got == [] and seen == [(b"lpr/\xff", 4)]
+
+
+def test_send_qos1_writes_a_plain_publish_and_keeps_only_its_packet_id(message_objects, properties_built):
+    c = connected_client()
+    c.send_qos1(ACK_TOPIC, b'{"status":"accepted"}')
+    [mid] = c._sent_unacked
+    assert bytes(c._write_buffer) == ack_publish(mid, b'{"status":"accepted"}')
+    assert not c._out_messages and message_objects == []
+
+    assert feed(c, PUBACK, bytearray(mid.to_bytes(2, "big")), "PUBACK") == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert c.sent_unacked() == 0 and properties_built == []
+
+
+def test_sends_the_broker_did_not_acknowledge_go_again_marked_duplicate():
+    c = connected_client()
+    c.send_qos1(ACK_TOPIC, b"1")
+    c.send_qos1(ACK_TOPIC, b"2")
+    first, second = c._sent_unacked
+    feed(c, PUBACK, bytearray(first.to_bytes(2, "big") + b"\x10\x00"), "PUBACK")  # with a reason code: still settled
+    c._write_buffer.clear()
+    c.resend_unacked()
+    assert bytes(c._write_buffer) == ack_publish(second, b"2", dup=True)
+
+
+def test_sends_and_pahos_publishes_never_share_a_packet_id():
+    c = connected_client()
+    info = c.publish(ACK_TOPIC, b"x", qos=1)
+    c._last_mid = info.mid - 1  # the next id paho would hand out is the one still waiting
+    c.send_qos1(ACK_TOPIC, b"y")
+    [sent] = c._sent_unacked
+    assert sent != info.mid
+    c._last_mid = sent - 1
+    assert c.publish(ACK_TOPIC, b"z", qos=1).mid not in (sent, info.mid)
+
+
+def test_an_ack_sent_while_the_broker_is_away_arrives_once_it_is_back(mosquitto):
+    """Connection.send keeps an ack until the broker's PUBACK, and sends it again on the next connection: here
+    the broker is frozen when the ack is written, so it never reads it, and then dies."""
+    import queue
+    import signal
+
+    from tests.mqtt.conftest import wait_until
+    from transport.mqtt.client import BrokerAddress, Connection, Session
+
+    broker = mosquitto()
+    connection = Connection(BrokerAddress.from_url(broker.url), Session(client_id="resend-test"))
+    connection.start()
+    try:
+        assert connection.wait_connected(10)
+        broker.proc.send_signal(signal.SIGSTOP)
+        connection.send(ACK_TOPIC, b"sent while away")
+        wait_until(lambda: connection._client.sent_unacked() == 1 and not connection._client.unsent(), 5,
+                   what="the ack to be written and left unacknowledged")  # fmt: skip
+        broker.proc.kill()
+        broker.proc.wait(10)
+        broker.start()
+        got: queue.SimpleQueue = queue.SimpleQueue()
+        listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="resend-listener")
+        listener.on_message = lambda _c, _u, m: got.put(m.payload)
+        listener.connect("127.0.0.1", broker.port)
+        listener.subscribe(ACK_TOPIC, qos=1)
+        listener.loop_start()
+        try:
+            assert got.get(timeout=20) == b"sent while away"
+            wait_until(lambda: connection._client.sent_unacked() == 0, 5, what="the broker's PUBACK")
+        finally:
+            listener.loop_stop()
+            listener.disconnect()
+    finally:
+        connection.stop()

@@ -102,12 +102,22 @@ class _Client(mqtt.Client):
     those objects cost the bridge about a quarter of its time. Only the
     private methods paho reads and writes through are replaced, so an
     upgrade of the pinned paho-mqtt is checked by the tests.
+
+    The bridge's own traffic, a QoS 1 message in and a QoS 1 ack out for
+    every read, also skips paho's per-message objects: `on_qos1_publish`
+    takes such a PUBLISH as plain values (no message object, no callback
+    dispatch), and `send_qos1` publishes with nothing but its packet id
+    kept until the broker's PUBACK (paho's `publish` makes a message, an
+    info object with a lock and a condition, and a callback round).
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._read_buffer, self._read_at = b"", 0
         self._write_buffer = bytearray()
+        # (topic, payload, mid, retain): when set, a plain QoS 1 PUBLISH goes here instead of to on_message
+        self.on_qos1_publish: Callable[[str, bytes, int, bool], None] | None = None
+        self._sent_unacked: dict[int, tuple[bytes, bytes]] = {}  # send_qos1's publishes awaiting PUBACK, by id
 
     def loop(self, timeout: float = 1.0) -> mqtt.MQTTErrorCode:
         # paho's own `loop` first makes a socket pair that every queued packet then writes a byte to, to wake a
@@ -121,9 +131,16 @@ class _Client(mqtt.Client):
         after_topic = 2 + int.from_bytes(packet[:2], "big")
         if len(packet) < after_topic + 3 or packet[after_topic + 2] != 0:  # short (paho says how) or with properties
             return super()._handle_publish()
-        message = mqtt.MQTTMessage(mid=int.from_bytes(packet[after_topic : after_topic + 2], "big"),
-                                   topic=bytes(packet[2:after_topic]))  # fmt: skip
-        message.dup, message.qos, message.retain = bool(header & 0x08), 1, bool(header & 0x01)
+        mid, retain = int.from_bytes(packet[after_topic : after_topic + 2], "big"), bool(header & 0x01)
+        if self.on_qos1_publish is not None:
+            try:
+                topic = packet[2:after_topic].decode()
+            except UnicodeDecodeError:
+                return super()._handle_publish()  # paho hands it on with topic None
+            self.on_qos1_publish(topic, bytes(memoryview(packet)[after_topic + 3 :]), mid, retain)
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        message = mqtt.MQTTMessage(mid=mid, topic=bytes(packet[2:after_topic]))
+        message.dup, message.qos, message.retain = bool(header & 0x08), 1, retain
         message.payload = bytes(memoryview(packet)[after_topic + 3 :])
         message.timestamp = time.monotonic()
         self._handle_on_message(message)
@@ -131,6 +148,8 @@ class _Client(mqtt.Client):
 
     def _handle_pubackcomp(self, cmd) -> mqtt.MQTTErrorCode:
         packet = self._in_packet["packet"]
+        if cmd == "PUBACK" and len(packet) >= 2 and self._sent_unacked.pop(int.from_bytes(packet[:2], "big"), None):
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS  # one of send_qos1's (a refusal reason is the broker's affair)
         if cmd != "PUBACK" or len(packet) != 2:
             return super()._handle_pubackcomp(cmd)
         mid = int.from_bytes(packet, "big")
@@ -138,6 +157,28 @@ class _Client(mqtt.Client):
             if mid in self._out_messages:
                 return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def send_qos1(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 without properties, kept by packet id alone until the broker's PUBACK (resent by
+        `resend_unacked` on the next connection)."""
+        mid, topic_bytes = self._mid_generate(), topic.encode()
+        self._sent_unacked[mid] = (topic_bytes, payload)
+        self._send_publish(mid, topic_bytes, payload, 1)
+
+    def resend_unacked(self) -> None:
+        """After a reconnect: send_qos1's publishes the broker never acknowledged, again, marked duplicate."""
+        for mid, (topic, payload) in self._sent_unacked.items():
+            self._send_publish(mid, topic, payload, 1, dup=True)
+
+    def sent_unacked(self) -> int:
+        return len(self._sent_unacked)
+
+    def _mid_generate(self) -> int:
+        # One packet id space for paho's publishes and send_qos1's: skip ids either still waits on.
+        while True:
+            mid = super()._mid_generate()
+            if mid not in self._sent_unacked and mid not in self._out_messages:
+                return mid
 
     def buffered(self) -> int:
         """Bytes read from the socket that paho has not taken yet (select() cannot see them)."""
@@ -246,6 +287,7 @@ class Connection:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_qos1_publish = self._on_qos1_publish
         client.on_subscribe = self._on_subscribe
         client.on_socket_open = _no_delay
         return client
@@ -269,9 +311,10 @@ class Connection:
         self._outbox.append(("publish", topic, payload, qos, retain, publication))
         return publication
 
-    def send(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        """`publish` for a caller that will not wait for the broker (the bridge's acks): no Publication to make."""
-        self._outbox.append(("publish", topic, payload, qos, False, None))
+    def send(self, topic: str, payload: bytes) -> None:
+        """A QoS 1 `publish` for a caller that will not wait for the broker (the bridge's acks): nothing to wait
+        on is made, here or in paho."""
+        self._outbox.append(("send", topic, payload))
 
     def ack(self, message: Received) -> None:
         """PUBACK a message received with manual acks. Skipped if its connection is gone: the broker redelivers."""
@@ -351,11 +394,12 @@ class Connection:
         closing: closing a socket with unread input resets it, and the broker then loses what it had not read."""
         items = list(self._outbox)
         self._outbox.clear()
-        self._outbox.extend([i for i in items if i[0] == "ack"] + [i for i in items if i[0] == "publish"])
+        self._outbox.extend([i for i in items if i[0] == "ack"] + [i for i in items if i[0] != "ack"])
         self._drain_outbox()
         deadline = time.monotonic() + timeout
         last = self._last_sent
-        while last is not None and not last.is_published() and time.monotonic() < deadline:
+        while ((last is not None and not last.is_published()) or self._client.sent_unacked()) \
+                and time.monotonic() < deadline:  # fmt: skip
             if not self._step(0.01):
                 break
         self._client.disconnect()
@@ -365,7 +409,9 @@ class Connection:
         client = self._client
         while self._outbox:
             item = self._outbox.popleft()
-            if item[0] == "publish":
+            if item[0] == "send":
+                client.send_qos1(item[1], item[2])
+            elif item[0] == "publish":
                 _, topic, payload, qos, retain, publication = item
                 info = client.publish(topic, payload, qos=qos, retain=retain)
                 if qos:
@@ -385,6 +431,7 @@ class Connection:
             return
         self.generation += 1
         self._unsettled = 0
+        client.resend_unacked()
         log.info("connected to MQTT broker %s:%s (session present: %s)", self.address.host, self.address.port,
                  flags.session_present)  # fmt: skip
         if self.subscriptions:
@@ -399,6 +446,11 @@ class Connection:
         self.connected.clear()
         if reason_code != 0:
             log.warning("lost the MQTT broker (%s); reconnecting with backoff", reason_code)
+
+    def _on_qos1_publish(self, topic: str, payload: bytes, mid: int, retain: bool) -> None:
+        self._unsettled += 1  # the fast path takes only manually acked QoS 1 messages
+        if self.on_message is not None:
+            self.on_message(Received(topic, payload, mid, 1, retain, self.generation))
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if self.session.manual_ack and msg.qos:
