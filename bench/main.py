@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,8 @@ CAMERA_PREFIX = {"rest_single": "RS", "rest_batch": "RB", "websocket": "WS", "so
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Stopped with SIGTERM (kill, timeout), it still stops the stack it started instead of leaving it running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse(argv)
     if args.compare:
         print(report.compare(*args.compare))

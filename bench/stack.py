@@ -27,6 +27,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv/bin/python")
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres:postgres@127.0.0.1:5432/postgres")
+# Extra run_mqtt_bridge options to try (e.g. "--lanes 2 --batch 1000"), for comparing bridge settings.
+BRIDGE_ARGS = os.environ.get("BENCH_BRIDGE_ARGS", "").split()
 
 
 def say(message: str) -> None:
@@ -198,7 +200,7 @@ class Stack:
         shared = ["--shared", "bench"] if self.bridges > 1 else []
         for n in range(self.bridges):
             self._spawn(bridge_role(n), [*manage, "run_mqtt_bridge", "--url", f"mqtt://127.0.0.1:{self.mqtt_port}",
-                                         "--client-id", f"bench-{bridge_role(n)}", *shared], LOG_LEVEL="INFO")  # fmt: skip
+                                         "--client-id", f"bench-{bridge_role(n)}", *shared, *BRIDGE_ARGS], LOG_LEVEL="INFO")  # fmt: skip
         self._spawn("worker", [PYTHON, "-m", "celery", "-A", "lpr_server", "worker", "--pool", "threads",
                                "--concurrency", "2", "--loglevel", "INFO",
                                "--without-gossip", "--without-mingle", "--without-heartbeat"])  # fmt: skip
