@@ -143,10 +143,10 @@ def message_objects(monkeypatch):
     return made
 
 
-def connected_client():
+def connected_client(protocol=mqtt.MQTTv5):
     import socket
 
-    c = client()
+    c = client(protocol)
     c._sock = socket.socket()  # never written to: _Client collects its writes until flush()
     return c
 
@@ -184,6 +184,36 @@ def test_send_qos1_writes_a_plain_publish_and_keeps_only_its_packet_id(message_o
 
     assert feed(c, PUBACK, bytearray(mid.to_bytes(2, "big")), "PUBACK") == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
     assert c.sent_unacked() == 0 and properties_built == []
+
+
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv5, mqtt.MQTTv311])
+@pytest.mark.parametrize("size", [0, 100, 200, 20_000])  # the remaining length in one, two and three bytes
+def test_send_qos1_writes_the_bytes_paho_would(protocol, size):
+    ours, pahos = connected_client(protocol), connected_client(protocol)
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    ours.send_qos1(ACK_TOPIC, body)
+    [mid] = ours._sent_unacked
+    pahos._send_publish(mid, ACK_TOPIC.encode(), body, 1)
+    assert bytes(ours._write_buffer) == bytes(pahos._write_buffer)
+
+
+def test_ack_writes_the_puback_paho_would(message_objects):
+    ours, pahos = connected_client(), connected_client()
+    ours.ack(0x1234, 1)
+    mqtt.Client.ack(pahos, 0x1234, 1)
+    assert bytes(ours._write_buffer) == bytes(pahos._write_buffer) == b"\x40\x02\x12\x34"
+
+
+def test_packets_paho_still_holds_go_out_before_those_written_directly():
+    c = connected_client()
+    with c._in_callback_mutex:  # as inside a callback: paho queues its packet instead of writing it
+        info = c.publish(ACK_TOPIC, b"first", qos=1)
+        c.ack(9, 1)
+        c.send_qos1(ACK_TOPIC, b"third")
+    assert bytes(c._write_buffer) == b""
+    c.loop_write()
+    [third] = c._sent_unacked
+    assert bytes(c._write_buffer) == ack_publish(info.mid, b"first") + b"\x40\x02\x00\x09" + ack_publish(third, b"third")
 
 
 def test_sends_the_broker_did_not_acknowledge_go_again_marked_duplicate():

@@ -32,6 +32,7 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 5.0
 KEEPALIVE_S = 30
 READ_CHUNK = 64 * 1024
 _PUBACK_SUCCESS, _NO_PROPERTIES = ReasonCode(PacketTypes.PUBACK), Properties(PacketTypes.PUBACK)
+_PUBLISH_QOS1, _PUBACK_HEADER = 0x32, b"\x40\x02"
 STOP_FLUSH_S = 5.0
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -108,7 +109,9 @@ class _Client(mqtt.Client):
     takes such a PUBLISH as plain values (no message object, no callback
     dispatch), and `send_qos1` publishes with nothing but its packet id
     kept until the broker's PUBACK (paho's `publish` makes a message, an
-    info object with a lock and a condition, and a callback round).
+    info object with a lock and a condition, and a callback round). Both
+    its publishes and the PUBACKs of `ack` go straight to the write buffer
+    when paho has nothing queued before them.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -163,7 +166,27 @@ class _Client(mqtt.Client):
         `resend_unacked` on the next connection)."""
         mid, topic_bytes = self._mid_generate(), topic.encode()
         self._sent_unacked[mid] = (topic_bytes, payload)
-        self._send_publish(mid, topic_bytes, payload, 1)
+        if self._may_write_directly():
+            self._write_buffer += self._qos1_publish(mid, topic_bytes, payload)
+        else:
+            self._send_publish(mid, topic_bytes, payload, 1)
+
+    def ack(self, mid: int, qos: int) -> mqtt.MQTTErrorCode:
+        if qos == 1 and self._manual_ack and self._may_write_directly():
+            self._write_buffer += _PUBACK_HEADER + mid.to_bytes(2, "big")  # success: no reason code needed
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super().ack(mid, qos)
+
+    def _may_write_directly(self) -> bool:
+        """True when a packet can go straight to the write buffer (paho's packet queue and its write call cost
+        more than the packet): connected, and nothing paho queued is still waiting to go before it."""
+        return self._sock is not None and not self._out_packet
+
+    def _qos1_publish(self, mid: int, topic: bytes, payload: bytes) -> bytes:
+        head = len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big")
+        if self._protocol == mqtt.MQTTv5:
+            head += b"\x00"  # no properties
+        return bytes([_PUBLISH_QOS1]) + _remaining_length(len(head) + len(payload)) + head + payload
 
     def resend_unacked(self) -> None:
         """After a reconnect: send_qos1's publishes the broker never acknowledged, again, marked duplicate."""
@@ -477,6 +500,16 @@ class Publication:
         except (RuntimeError, ValueError):
             return False
         return self.info.is_published()
+
+
+def _remaining_length(n: int) -> bytes:
+    """MQTT's variable-length integer: seven bits a byte, the high bit set on all but the last."""
+    out = bytearray()
+    while True:
+        n, byte = divmod(n, 128)
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
 
 
 def _no_delay(client, userdata, sock) -> None:
