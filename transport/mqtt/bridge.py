@@ -42,7 +42,7 @@ class Limits:
     max_messages: int = 500  # per batch
     max_wait_s: float = 0.005  # how long a batch waits to fill after its first message
     receive_maximum: int = 2000  # unacked messages the broker may have handed us
-    lanes: int = 1  # storage threads, each with its own devices and database connection (see docs/mqtt.md)
+    lanes: int = 2  # storage threads, each with its own devices and database connection (see docs/mqtt.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ class Refusal:
 
 
 class Bridge:
-    """One broker connection feeding `limits.lanes` storage lanes (one by default).
+    """One broker connection feeding `limits.lanes` storage lanes (two by default).
 
     A batch spends most of its time waiting for PostgreSQL, so with two
     lanes one writes while the other waits: more messages a second at
