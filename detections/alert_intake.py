@@ -40,13 +40,17 @@ class Batcher:
 
     def add(self, ids: list[str]) -> None:
         with self._cond:
+            was_empty = not self._ids
             self._ids.extend(ids)
             self._bound()
             if self._thread is None or self._pid != os.getpid():  # a forked child has no thread of its own
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="lpr-alert-intake", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            # Woken only when it has something to do: the first ids after a send, or a full batch. Waking it at
+            # every commit (hundreds a second) only made it take the interpreter lock to go back to sleep.
+            if was_empty or len(self._ids) >= self.max_ids:
+                self._cond.notify()
 
     def _bound(self) -> None:
         """Drop the oldest ids past MAX_BUFFERED_IDS (called holding the lock)."""

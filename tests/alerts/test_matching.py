@@ -170,3 +170,52 @@ def test_intake_sends_a_burst_of_single_commits_as_few_batches():
     assert done.wait(5)
     assert [i for ids in sent for i in ids] == [f"id-{n}" for n in range(200)]
     assert len(sent) <= 3  # the first at once, the rest together after the interval
+
+
+def test_intake_wakes_its_thread_only_when_it_has_something_to_do():
+    """Commits that add to a buffer already waiting for the interval do not wake the sending thread (each wake-up
+    takes the interpreter lock from the thread that is storing)."""
+    import threading
+
+    from detections.alert_intake import Batcher
+
+    sent: list[list[str]] = []
+    done = threading.Event()
+
+    def send(ids):
+        sent.append(ids)
+        if sum(map(len, sent)) == 300:
+            done.set()
+
+    batcher = Batcher(send, interval=0.5, max_ids=1000)
+    wakes = 0
+    notify = batcher._cond.notify
+
+    def counted(n=1):
+        nonlocal wakes
+        wakes += 1
+        notify(n)
+
+    batcher._cond.notify = counted
+    batcher.add(["first"])  # starts the thread, which sends it at once
+    assert _wait_for(lambda: len(sent) == 1)
+    for n in range(299):
+        batcher.add([f"id-{n}"])
+    assert done.wait(5)
+    assert wakes == 2  # "first", then the first id after that send; the other 298 commits woke nothing
+
+    batcher.add(["one"])  # wakes the thread, which then waits out the interval...
+    batcher.add([f"more-{n}" for n in range(999)])  # ...unless the batch fills up: then it goes at once
+    assert _wait_for(lambda: len(sent) == 3, 0.4)
+    assert len(sent[-1]) == 1000 and wakes == 4
+
+
+def _wait_for(predicate, timeout=5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
