@@ -149,20 +149,28 @@ def test_the_lenient_index_finds_exactly_what_comparing_with_every_entry_finds()
         assert found == expected, text
 
 
+class _Sender:
+    """What alert intake hands to Celery, kept; `done` is set once `expected` ids have gone."""
+
+    def __init__(self, expected: int):
+        import threading
+
+        self.sent: list[list[str]] = []
+        self.expected, self.done = expected, threading.Event()
+
+    def __call__(self, ids: list[str]) -> None:
+        self.sent.append(ids)
+        if sum(map(len, self.sent)) == self.expected:
+            self.done.set()
+
+
 def test_intake_sends_a_burst_of_single_commits_as_few_batches():
-    import threading
     import time
 
     from detections.alert_intake import Batcher
 
-    sent: list[list[str]] = []
-    done = threading.Event()
-
-    def send(ids):
-        sent.append(ids)
-        if sum(map(len, sent)) == 200:
-            done.set()
-
+    send = _Sender(200)
+    sent, done = send.sent, send.done
     batcher = Batcher(send, interval=1.0)
     for n in range(200):  # 200 REST requests, one detection each, committed within a few milliseconds
         batcher.add([f"id-{n}"])
@@ -175,18 +183,10 @@ def test_intake_sends_a_burst_of_single_commits_as_few_batches():
 def test_intake_wakes_its_thread_only_when_it_has_something_to_do():
     """Commits that add to a buffer already waiting for the interval do not wake the sending thread (each wake-up
     takes the interpreter lock from the thread that is storing)."""
-    import threading
-
     from detections.alert_intake import Batcher
 
-    sent: list[list[str]] = []
-    done = threading.Event()
-
-    def send(ids):
-        sent.append(ids)
-        if sum(map(len, sent)) == 300:
-            done.set()
-
+    send = _Sender(300)
+    sent, done = send.sent, send.done
     batcher = Batcher(send, interval=0.5, max_ids=1000)
     wakes = 0
     notify = batcher._cond.notify
