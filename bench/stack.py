@@ -27,7 +27,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv/bin/python")
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres:postgres@127.0.0.1:5432/postgres")
-# Extra run_mqtt_bridge options to try (e.g. "--lanes 2 --batch 1000"), for comparing bridge settings.
+# Extra run_mqtt_bridge options to try (e.g. "--lanes 1 --batch 1000"), for comparing bridge settings.
 BRIDGE_ARGS = os.environ.get("BENCH_BRIDGE_ARGS", "").split()
 
 

@@ -184,6 +184,7 @@ def test_intake_wakes_its_thread_only_when_it_has_something_to_do():
     """Commits that add to a buffer already waiting for the interval do not wake the sending thread (each wake-up
     takes the interpreter lock from the thread that is storing)."""
     from detections.alert_intake import Batcher
+    from tests.support import wait_until
 
     send = _Sender(300)
     sent, done = send.sent, send.done
@@ -198,7 +199,7 @@ def test_intake_wakes_its_thread_only_when_it_has_something_to_do():
 
     batcher._cond.notify = counted
     batcher.add(["first"])  # starts the thread, which sends it at once
-    assert _wait_for(lambda: len(sent) == 1)
+    wait_until(lambda: len(sent) == 1, 5, every=0.005, what="the first send")
     for n in range(299):
         batcher.add([f"id-{n}"])
     assert done.wait(5)
@@ -206,16 +207,6 @@ def test_intake_wakes_its_thread_only_when_it_has_something_to_do():
 
     batcher.add(["one"])  # wakes the thread, which then waits out the interval...
     batcher.add([f"more-{n}" for n in range(999)])  # ...unless the batch fills up: then it goes at once
-    assert _wait_for(lambda: len(sent) == 3, 0.4)
+    wait_until(lambda: len(sent) == 3, 0.4, every=0.005, what="the full batch to go before the interval")
     assert len(sent[-1]) == 1000 and wakes == 4
 
-
-def _wait_for(predicate, timeout=5.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False

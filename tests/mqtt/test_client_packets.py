@@ -244,7 +244,7 @@ def test_an_ack_sent_while_the_broker_is_away_arrives_once_it_is_back(mosquitto)
     import queue
     import signal
 
-    from tests.mqtt.conftest import wait_until
+    from tests.support import wait_until
     from transport.mqtt.client import BrokerAddress, Connection, Session
 
     broker = mosquitto()
