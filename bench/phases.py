@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import measure
+from . import measure, server_metrics
 from .fleet import Camera
 from .generators import HEALTH_EVERY, NodeCameras, Result, WrkCameras
 from .sampler import Sampler
@@ -84,12 +84,15 @@ def fixed_rate(run: Run, phase: str, measure_s: float | None = None) -> dict:
     cameras = {t: run.cameras[f"{phase}.{t}"] for t in plan}
     start_at = time.time() + 3  # every generator connected by then (wrk, which needs no time, starts last)
     order = sorted(plan, key=lambda t: t == "rest_single")
+    inside = server_metrics.Window(run.stack.web_urls, start_at + run.warmup_s)
     gens = {t: generator(run, f"{phase}.{t}", t, cameras[t], "rate", measure_s, plan[t], start_at) for t in order}
     results = {t: g.result() for t, g in gens.items()}
+    server = inside.close()
     window = (max(r.window_us[0] for r in results.values()), min(r.window_us[1] for r in results.values()))
     figures, arrivals = settle(run, mark, [(cameras[t], r) for t, r in results.items()], window)
     figures["offered_per_s"] = MIXED_RATE if phase == "mixed" else WS_ACK_RATE
     figures["by_transport"] = {t: measure.latencies(r.sent, arrivals, *window) for t, r in results.items()}
+    figures["server"] = server
     return figures
 
 

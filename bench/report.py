@@ -109,6 +109,10 @@ def _seen(f: dict) -> str:
     )
 
 
+def _server(f: dict, kind: str, p: str) -> float | None:
+    return f.get("server", {}).get(kind, {}).get(p)
+
+
 Row = tuple[str, Callable[[str, dict, dict], str], Callable[[str, dict, dict], float | None] | None]
 
 
@@ -137,6 +141,10 @@ def _rows() -> list[Row]:
                     lambda ph, f, L, k=kind, q=p: f[k][q],
                 )
             )
+    for kind, label in (("queue_ms", "server queue"), ("write_ms", "server write")):  # latency phases: web processes
+        for p in ("p50", "p99"):
+            rows.append((f"{label} {p} ms", lambda ph, f, L, k=kind, q=p: _num(_server(f, k, q), 1) if "server" in f else "",
+                         lambda ph, f, L, k=kind, q=p: _server(f, k, q)))  # fmt: skip
     rows += [
         ("dashboard saw", lambda p, f, L: _seen(f), None),
         ("reconciled (DB)", lambda p, f, L: _reconciled(f), None),

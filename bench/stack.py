@@ -195,6 +195,7 @@ class Stack:
         self._spawn("mosquitto", ["mosquitto", "-c", str(conf)])
         manage = [PYTHON, "manage.py"]
         web_ports = [self.port] if self.web == 1 else [free_port() for _ in range(self.web)]
+        self.web_urls = [f"http://127.0.0.1:{port}" for port in web_ports]  # each process's own /metrics
         for n, port in enumerate(web_ports):
             self._spawn(web_role(n), [*manage, "serve", "--no-mqtt", "--no-watch", "--port", str(port)])
         shared = ["--shared", "bench"] if self.bridges > 1 else []

@@ -9,9 +9,12 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import requests
 
@@ -22,6 +25,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class _Answering(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = self.server.answer()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def http_servers(*answers: Callable[[], bytes]) -> Iterator[list[ThreadingHTTPServer]]:
+    """One HTTP server on 127.0.0.1 per `answer`, each answering every GET with what its `answer()` returns."""
+    servers = []
+    for answer in answers:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+        server.answer = answer
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, every: float = 0.05, what: str = "condition") -> Any:

@@ -25,7 +25,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from transport import envelope, pipeline
+from transport import envelope, metrics, pipeline
 from transport.pipeline import Ack, Inbound
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,14 @@ async def write(items: list[Inbound]) -> list[Ack]:
 
 
 class MicroBatcher(Generic[Token]):
-    """One connection's queue of `(Inbound, token)`; `deliver(tokens, acks)` is awaited after each commit."""
+    """One connection's queue of `(Inbound, token, queued_at)`; `deliver(tokens, acks)` is awaited after each
+    commit. `queued_at`: the event loop's clock, for `lpr_realtime_wait_seconds`."""
 
     waiting_in_process = 0  # queued on every connection of this process, not yet taken by a writer (for /metrics)
 
     def __init__(self, deliver: Callable[[list[Token], list[Ack]], Awaitable[None]]) -> None:
         self.deliver = deliver
-        self.queue: list[tuple[Inbound, Token]] = []
+        self.queue: list[tuple[Inbound, Token, float]] = []
         self.in_flight = False
         self.idle = asyncio.Event()
         self.idle.set()
@@ -91,7 +92,7 @@ class MicroBatcher(Generic[Token]):
         if len(self.queue) >= MAX_QUEUED:
             detail = "Too many messages awaiting storage on this connection; resend later."
             return Ack(envelope.message_id_of(item.body), pipeline.THROTTLED, "throttled", detail, retry_after=1)
-        self.queue.append((item, token))
+        self.queue.append((item, token, _now()))
         MicroBatcher.waiting_in_process += 1
         self.idle.clear()
         _scheduler().wake(self)
@@ -99,7 +100,8 @@ class MicroBatcher(Generic[Token]):
 
     def add_all(self, items: list[Inbound]) -> None:
         """Queue several messages as one (a REST batch): they go to the same write when they fit."""
-        self.queue.extend((item, None) for item in items)
+        now = _now()
+        self.queue.extend((item, None, now) for item in items)
         self.idle.clear()
         _scheduler().wake(self, len(items))
 
@@ -181,10 +183,12 @@ class _Scheduler:
             conn.in_flight = True
             taken.append((conn, part))
             room -= len(part)
+        now = _now()
+        metrics.realtime_wait.observe_many([now - queued_at for _, part in taken for _, _, queued_at in part])
         return taken
 
     async def _write(self, taken: list[tuple[MicroBatcher, list]]) -> None:
-        items = [item for _, part in taken for item, _ in part]
+        items = [item for _, part in taken for item, _, _ in part]
         try:
             acks = await write(items)
         except Exception:  # the pipeline maps storage errors itself; this is a bug, not an outage
@@ -195,7 +199,7 @@ class _Scheduler:
         start = 0
         for conn, part in taken:
             try:
-                await conn.deliver([token for _, token in part], acks[start : start + len(part)])
+                await conn.deliver([token for _, token, _ in part], acks[start : start + len(part)])
             except Exception:  # a connection that closed meanwhile must not keep the others from their acks
                 log.debug("acks undeliverable on a closed connection", exc_info=True)
             start += len(part)
@@ -206,6 +210,10 @@ class _Scheduler:
             else:
                 conn.idle.set()
         self._start_writes()
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 _schedulers: dict[asyncio.AbstractEventLoop, _Scheduler] = {}

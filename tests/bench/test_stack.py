@@ -1,40 +1,19 @@
 """bench/stack.py: several web processes sit behind nginx as in production, and count as one Daphne."""
 
 import subprocess
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
 
 from bench import stack
-
-
-class _Named(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        body = self.server.name.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+from tests.support import http_servers
 
 
 @pytest.fixture
 def backends():
-    servers = []
-    for name in ("one", "two"):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Named)
-        server.name = name
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    yield servers
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with http_servers(lambda: b"one", lambda: b"two") as servers:
+        yield servers
 
 
 def test_nginx_spreads_requests_over_every_web_process(tmp_path, backends):

@@ -1,4 +1,4 @@
-"""`/metrics`: ingest counts by transport and outcome, camera-to-commit and commit latencies, queue depths."""
+"""`/metrics`: ingest counts by transport and outcome, camera-to-commit, wait and commit latencies, queue depths."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def test_metrics_count_outcomes_and_time_what_was_committed(server, device, toke
     assert after['lpr_ingest_latency_seconds_bucket{transport="rest",le="+Inf"}'] == \
         after['lpr_ingest_latency_seconds_count{transport="rest"}']  # fmt: skip
     assert grew("lpr_ingest_commit_seconds_count") == 2 and after["lpr_ingest_commit_seconds_sum"] > 0
+    assert grew("lpr_realtime_wait_seconds_count") == 4  # three POSTs and a frame queued for a write
     for queue in ("realtime_batcher", "alert_intake", "live_pacer"):
         assert f'lpr_queue_depth{{queue="{queue}"}}' in after
     assert "lpr_live_events_dropped_total" in after
