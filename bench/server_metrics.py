@@ -17,6 +17,8 @@ import threading
 import time
 import urllib.request
 
+from .stack import say
+
 HISTOGRAMS = {"queue_ms": "lpr_realtime_wait_seconds", "write_ms": "lpr_ingest_commit_seconds"}
 Buckets = dict[str, dict[float, float]]  # histogram name → upper bound (s) → cumulative count
 
@@ -68,16 +70,27 @@ def figures(before: Buckets, after: Buckets) -> dict[str, dict[str, float | None
 
 
 class Window:
-    """Reads the web processes' histograms at `opens_at` (epoch seconds) and at `close()`."""
+    """Reads the web processes' histograms at `opens_at` (epoch seconds) and at `close()`. A process that did not
+    answer leaves the figures out (the table shows `-`), not the run."""
 
     def __init__(self, urls: list[str], opens_at: float) -> None:
         self.urls, self.before = urls, None
         self.timer = threading.Timer(max(0.0, opens_at - time.time()), self._open)
+        self.timer.daemon = True
         self.timer.start()
 
     def _open(self) -> None:
-        self.before = scrape(self.urls)
+        try:
+            self.before = scrape(self.urls)
+        except OSError as exc:
+            say(f"  server figures left out: /metrics did not answer ({exc})")
 
     def close(self) -> dict[str, dict[str, float | None]]:
         self.timer.join()
-        return figures(self.before, scrape(self.urls))
+        if self.before is None:
+            return {}
+        try:
+            return figures(self.before, scrape(self.urls))
+        except OSError as exc:
+            say(f"  server figures left out: /metrics did not answer ({exc})")
+            return {}

@@ -6,7 +6,7 @@ import pytest
 
 from bench import report, server_metrics
 from tests.bench.test_report import LIMITS, _figures
-from tests.support import http_servers
+from tests.support import free_port, http_servers
 from transport import metrics
 
 
@@ -61,3 +61,11 @@ def test_the_window_reads_each_web_process_from_its_opening_and_the_table_shows_
                "phases": {"ws_ack": phase}, "limits": LIMITS}  # fmt: skip
     rows = {line.split("  ")[0]: line for line in report.table(results).splitlines()}
     assert rows["server queue p99 ms"].split()[-1] == f"{figures['queue_ms']['p99']:.1f}"
+
+
+def test_a_web_process_that_does_not_answer_leaves_the_figures_out_not_the_run():
+    window = server_metrics.Window([f"http://127.0.0.1:{free_port()}"], time.time())
+
+    assert window.close() == {}
+    cells = {label: cell for label, cell, _ in report.ROWS}
+    assert cells["server queue p99 ms"]("ws_ack", {**_figures(1_000), "server": {}}, LIMITS) == "-"
