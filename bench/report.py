@@ -141,7 +141,8 @@ def _rows() -> list[Row]:
                     lambda ph, f, L, k=kind, q=p: f[k][q],
                 )
             )
-    for kind, label in (("queue_ms", "server queue"), ("write_ms", "server write")):  # latency phases: web processes
+    # latency phases: the web processes' own account (bench/server_metrics.py)
+    for kind, label in (("queue_ms", "server queue"), ("write_ms", "server write"), ("lag_ms", "server loop lag")):
         for p in ("p50", "p99"):
             rows.append((f"{label} {p} ms", lambda ph, f, L, k=kind, q=p: _num(_server(f, k, q), 1) if "server" in f else "",
                          lambda ph, f, L, k=kind, q=p: _server(f, k, q)))  # fmt: skip

@@ -6,6 +6,7 @@ two histograms, summed over the web processes, gives percentiles, interpolated w
 
     queue: a message queued by its socket or request → its write began   (lpr_realtime_wait_seconds)
     write: the write took its batch → the commit                          (lpr_ingest_commit_seconds, per batch)
+    loop lag: how late the event loop ran a 50 ms timer                   (lpr_event_loop_lag_seconds)
 
 The MQTT bridge's writes are not in these (it serves no /metrics); in the mixed phase they are the web
 transports' share.
@@ -19,7 +20,8 @@ import urllib.request
 
 from .stack import say
 
-HISTOGRAMS = {"queue_ms": "lpr_realtime_wait_seconds", "write_ms": "lpr_ingest_commit_seconds"}
+HISTOGRAMS = {"queue_ms": "lpr_realtime_wait_seconds", "write_ms": "lpr_ingest_commit_seconds",
+              "lag_ms": "lpr_event_loop_lag_seconds"}
 Buckets = dict[str, dict[float, float]]  # histogram name → upper bound (s) → cumulative count
 
 

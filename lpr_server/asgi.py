@@ -19,7 +19,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from lpr_server.http import DeviceAPIHandler, SyncThreads, router  # noqa: E402
-from transport import live  # noqa: E402
+from transport import live, loop_lag  # noqa: E402
 from transport.rest import asgi as rest_asgi  # noqa: E402
 from transport.socketio.server import mount  # noqa: E402
 from transport.ws.routing import websocket_urlpatterns  # noqa: E402
@@ -38,5 +38,7 @@ _app = mount(ProtocolTypeRouter({"http": http, "websocket": URLRouter(websocket_
 
 async def application(scope, receive, send):
     # Live broadcasts from worker threads (post-commit hooks) must run on the server's loop.
-    live.bind_loop(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    live.bind_loop(loop)
+    loop_lag.watch(loop)
     return await _app(scope, receive, send)

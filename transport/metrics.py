@@ -6,6 +6,7 @@ Each server process keeps its own; Prometheus scrapes every process and sums.
     lpr_ingest_latency_seconds{transport}         camera timestamp → commit, per stored message
     lpr_ingest_commit_seconds                     pipeline took a batch → its commit, per batch
     lpr_realtime_wait_seconds                     a message queued by a socket or REST request → its write began
+    lpr_event_loop_lag_seconds                    how late the process's event loop ran a timer (transport.loop_lag)
     lpr_queue_depth{queue}                        items waiting in a bounded buffer, read at scrape time
     lpr_live_events_dropped_total                 live events dropped by a full buffer (dashboards only)
     lpr_gc_pause_seconds{generation}              garbage-collector pauses (lpr_server.collector)
@@ -88,7 +89,11 @@ ingest_commit = Histogram(
 realtime_wait = Histogram(
     "lpr_realtime_wait_seconds",
     "From a message queued by a WebSocket or Socket.IO connection or a REST request to the start of its write.",
-    _FINE,
+    _FINE, label_values=("",),
+)  # fmt: skip
+event_loop_lag = Histogram(
+    "lpr_event_loop_lag_seconds", "How late the event loop ran a timer: what a socket's frames wait for the loop.",
+    _FINE, label_values=("",),
 )  # fmt: skip
 gc_pauses = Histogram(
     "lpr_gc_pause_seconds", "Garbage-collector pauses of this process, by generation.",
@@ -139,7 +144,8 @@ def render() -> str:
     with _lock:
         for (via, status), n in sorted(ingest_total.items()):
             lines.append(f'lpr_ingest_messages_total{{transport="{via}",status="{status}"}} {n}')
-    lines += ingest_latency.render() + ingest_commit.render() + realtime_wait.render() + gc_pauses.render()
+    lines += ingest_latency.render() + ingest_commit.render() + realtime_wait.render() + event_loop_lag.render()
+    lines += gc_pauses.render()
     lines += [
         "# HELP lpr_gc_frozen_objects Objects left out of garbage collection since startup (gc.freeze).",
         "# TYPE lpr_gc_frozen_objects gauge",

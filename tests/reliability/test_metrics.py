@@ -10,6 +10,7 @@ import requests
 import websockets
 
 from tests.factories import envelope
+from tests.support import wait_until
 
 from .conftest import scrape
 
@@ -45,6 +46,9 @@ def test_metrics_count_outcomes_and_time_what_was_committed(server, device, toke
         after['lpr_ingest_latency_seconds_count{transport="rest"}']  # fmt: skip
     assert grew("lpr_ingest_commit_seconds_count") == 2 and after["lpr_ingest_commit_seconds_sum"] > 0
     assert grew("lpr_realtime_wait_seconds_count") == 4  # three POSTs and a frame queued for a write
+    # the event loop's probe, started by the first request, wakes every 50 ms
+    wait_until(lambda: scrape(server)["lpr_event_loop_lag_seconds_count"] > after["lpr_event_loop_lag_seconds_count"],
+               timeout=10, what="the event-loop probe to count a wake-up")  # fmt: skip
     for queue in ("realtime_batcher", "alert_intake", "live_pacer"):
         assert f'lpr_queue_depth{{queue="{queue}"}}' in after
     assert "lpr_live_events_dropped_total" in after
