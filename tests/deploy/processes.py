@@ -32,12 +32,17 @@ class ShippedMosquitto(Mosquitto):
     """docs/deploy/mosquitto/mosquitto.conf: camera listener with TLS on `tls_port`, bridge listener on `port`."""
 
     def __init__(self, directory: Path, credentials: Path, cert: Path, key: Path):
+        self.directory, self.credentials, self.cert, self.key = directory, credentials, cert, key
+        self.start_on_free_ports()
+
+    def configure(self) -> None:
         self.port, self.tls_port = free_port(), free_port()
-        self.conf = directory / "mosquitto.conf"
-        text = mosquitto_conf(directory, self.tls_port, self.port, credentials, cert, key)
+        self.conf = self.directory / "mosquitto.conf"
+        text = mosquitto_conf(self.directory, self.tls_port, self.port, self.credentials, self.cert, self.key)
         self.conf.write_text(f"{text}\n{RUN_AS}\n")
-        self.log_path = directory / "mosquitto.log"
-        self.start()
+        self.log_path = self.directory / "mosquitto.log"
+        if self.log_path.exists():  # a try before this one: its "Address already in use" is not this one's
+            self.log_path.unlink()
 
 
 class Nginx:

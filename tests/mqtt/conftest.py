@@ -95,11 +95,17 @@ class BridgeProcess:
 
 
 class Mosquitto:
-    """A private Mosquitto on a free port, with the configuration a test needs."""
+    """A private Mosquitto on a free port, with the configuration a test needs (`{extra_port}` in `extra_conf`:
+    a second free port, for a second listener)."""
 
     def __init__(self, directory: Path, extra_conf: str = "allow_anonymous true\n"):
-        self.port = free_port()
-        self.conf = directory / f"mosquitto-{self.port}.conf"
+        self.directory, self.extra_conf = directory, extra_conf
+        self.start_on_free_ports()
+
+    def configure(self) -> None:
+        self.port, self.extra_port = free_port(), free_port()
+        self.conf = self.directory / f"mosquitto-{self.port}.conf"
+        self.log_path = self.directory / f"mosquitto-{self.port}.log"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"user {getpass.getuser()}\n"  # as root Mosquitto would switch to `mosquitto`, who cannot read tmp_path
@@ -107,10 +113,22 @@ class Mosquitto:
             # Mosquitto 2.0.11 then drops the connection of a client whose publish the access list denied.
             "max_queued_messages 1000000\n"
             "persistence false\n"
-            f"log_dest file {directory / f'mosquitto-{self.port}.log'}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n" + extra_conf
+            f"log_dest file {self.log_path}\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            + self.extra_conf.replace("{extra_port}", str(self.extra_port))
         )
-        self.start()
+
+    def start_on_free_ports(self, tries: int = 3) -> None:
+        """Configure and start. A port found free can be taken by another process (an outgoing connection's
+        local port) before Mosquitto binds it: then with other ports."""
+        for attempt in range(tries):
+            self.configure()
+            try:
+                return self.start()
+            except AssertionError:
+                taken = self.log_path.exists() and "Address already in use" in self.log_path.read_text(errors="replace")
+                if not taken or attempt == tries - 1:
+                    raise
 
     def start(self) -> None:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from devices import credentials
 from tests.factories import envelope
 from tests.mqtt.conftest import BridgeProcess, Camera, Mosquitto, assert_confined
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 from transport.models import Message
 from transport.mqtt import certificates
 
@@ -42,15 +42,14 @@ def tls_broker(tmp_path, make_device, monkeypatch):
     monkeypatch.setenv("MQTT_BRIDGE_PASSWORD", "bridge-secret")
     call_command("mqtt_credentials", "--out", str(tmp_path / "broker"))
     tls = f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\nkeyfile {pki / 'server.key'}\n"
-    password_port = free_port()
     broker = Mosquitto(tmp_path, (
         "allow_anonymous false\n"
         f"password_file {tmp_path / 'broker' / 'passwd'}\nacl_file {tmp_path / 'broker' / 'acl'}\n"
         f"pid_file {tmp_path / 'mosquitto.pid'}\n"
         f"{tls}require_certificate true\nuse_identity_as_username true\n"  # the first listener: certificates
-        f"listener {password_port} 127.0.0.1\n{tls}"  # the second: id and key, over TLS
+        f"listener {{extra_port}} 127.0.0.1\n{tls}"  # the second: id and key, over TLS
     ))  # fmt: skip
-    broker.password_port = password_port
+    broker.password_port = broker.extra_port
     yield broker, pki, cert_device, password_device, other
     broker.stop()
 
