@@ -82,17 +82,16 @@ class Window:
         self.timer.start()
 
     def _open(self) -> None:
-        try:
-            self.before = scrape(self.urls)
-        except OSError as exc:
-            say(f"  server figures left out: /metrics did not answer ({exc})")
+        self.before = self._scrape()
 
     def close(self) -> dict[str, dict[str, float | None]]:
         self.timer.join()
-        if self.before is None:
-            return {}
+        after = self._scrape() if self.before is not None else None
+        return figures(self.before, after) if after is not None else {}
+
+    def _scrape(self) -> Buckets | None:
         try:
-            return figures(self.before, scrape(self.urls))
+            return scrape(self.urls)
         except OSError as exc:
             say(f"  server figures left out: /metrics did not answer ({exc})")
-            return {}
+            return None
