@@ -56,3 +56,15 @@ class CameraClient:
 
     def ingest(self, env: dict, **headers):
         return self.post("/api/v1/ingest/", env, **headers)
+
+
+@pytest.fixture(params=["one statement", "set-wise"])
+def both_write_paths(request, monkeypatch):
+    """The test runs twice: small batches stored by the one-statement function (`transport.one_statement`, the
+    real-time path's usual way) and by `transport.store.write` (large batches, and whatever the function does
+    not take)."""
+    if request.param == "set-wise":
+        from transport import one_statement
+
+        monkeypatch.setattr(one_statement, "fits", lambda items: False)
+    return request.param

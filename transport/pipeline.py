@@ -1,7 +1,8 @@
 """The one write path for camera data, whatever transport brought it.
 
     (authenticate what came with credentials only) → throttle →
-    parse and validate (transport.envelope) → one transaction:
+    parse and validate (transport.envelope) → one transaction (a small batch: one
+    statement, transport.one_statement):
     ledger insert (ON CONFLICT DO NOTHING decides duplicates) → domain rows in
     bulk → on commit: announce to live dashboards and alert matching.
 
@@ -26,7 +27,7 @@ from django.utils import timezone
 from devices import credentials
 from devices.models import Device
 
-from . import announce, auth, envelope, metrics, store
+from . import announce, auth, envelope, metrics, one_statement, store
 from .envelope import Envelope, EnvelopeError
 from .models import RejectedMessage
 from .throttle import limiter
@@ -186,9 +187,7 @@ def _check_claims(env: Envelope, item: Inbound) -> None:
 
 def _store(batch: _Batch, pending: list[_Pending]) -> None:
     try:
-        with transaction.atomic():
-            outcome = store.write([(p.item.device, p.item.via, p.envelope) for p in pending], batch.received_at)
-            transaction.on_commit(lambda: announce.stored(outcome.stored))
+        outcome = _write([(p.item.device, p.item.via, p.envelope) for p in pending], batch.received_at)
     except STORAGE_DOWN as exc:
         log.warning("storage unavailable, %d message(s) not stored: %s", len(pending), exc)
         for p in pending:
@@ -201,6 +200,17 @@ def _store(batch: _Batch, pending: list[_Pending]) -> None:
         else:
             status = ACCEPTED if n in outcome.inserted else DUPLICATE
             batch.acks[p.index] = Ack(p.envelope.id_text, status)
+
+
+def _write(items: list[store.Item], received_at: datetime) -> store.Outcome:
+    if one_statement.fits(items):
+        outcome = one_statement.write(items, received_at)
+    else:
+        with transaction.atomic():
+            outcome = store.write(items, received_at)
+    # Committed by now, unless a caller's transaction is open: then when that one commits.
+    transaction.on_commit(lambda: announce.stored(outcome.stored))
+    return outcome
 
 
 def _unavailable(message_id: str | None) -> Ack:

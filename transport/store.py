@@ -64,13 +64,9 @@ LEDGER_FIELDS = ["message_id", "device", "data_type", "received_via", "protocol"
 def write(items: list[Item], received_at: datetime) -> Outcome:
     outcome = Outcome()
     _check_references(items, outcome)
-    candidates = _first_of_each_id(items, outcome)
-    latency = {i: _latency(items[i][2], received_at) for i in candidates}
-    ledger_rows = [
-        (e.message_id, d.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, latency[i])
-        for i in candidates
-        for d, via, e in (items[i],)
-    ]
+    candidates = first_of_each_id(items, outcome)
+    latency = {i: latency_of(items[i][2], received_at) for i in candidates}
+    ledger_rows = [ledger_row(items[i], received_at, latency[i]) for i in candidates]
     new_ids = set(bulk.insert_new(Message, LEDGER_FIELDS, ledger_rows, key="message_id"))
     fresh = [i for i in candidates if items[i][2].id_text in new_ids]
     outcome.inserted.update(fresh)
@@ -88,7 +84,13 @@ def write(items: list[Item], received_at: datetime) -> Outcome:
     return outcome
 
 
-def _first_of_each_id(items: list[Item], outcome: Outcome) -> list[int]:
+def ledger_row(item: Item, received_at: datetime, latency_ms: float) -> tuple:
+    """A message's ledger row, in the order of LEDGER_FIELDS."""
+    device, via, e = item
+    return (e.message_id, device.id, e.data_type, via, e.protocol, e.sequence, e.timestamp, received_at, latency_ms)
+
+
+def first_of_each_id(items: list[Item], outcome: Outcome) -> list[int]:
     """Indexes still to store; a message_id repeated inside one batch is stored once."""
     seen: set[str] = set()
     keep = []
@@ -133,37 +135,45 @@ HEALTH_FIELDS = ["message_id", "device", "reported_at", "received_at", "received
 
 
 def _write_detections(stored: list[Stored]) -> None:
-    reads = [passages.Read(s.device_id, normalize(s.envelope.payload.plate), s.envelope.payload.confidence,
-                           s.envelope.timestamp, s.envelope.message_id) for s in stored]  # fmt: skip
+    reads = reads_of(stored)
     # In this transaction (a few queries per batch), so alerts see each detection's passage.
     passage_ids = passages.assign(reads)
-    rows = []
-    for s, read, passage_id in zip(stored, reads, passage_ids):
-        e, p = s.envelope, s.envelope.payload
-        s.passage_id, s.plate_normalized = passage_id, read.plate_normalized
-        text = read.folded
-        if p.candidates:
-            s.candidates_normalized = [normalize(c.plate) for c in p.candidates]
-            text = search_text(read.plate_normalized, s.candidates_normalized)
-        rows.append((
-            e.message_id, s.device_id, p.plate, read.plate_normalized, p.confidence, p.region or "",
-            _json(p.candidates, _EMPTY_LIST), _json(p.vehicle, _EMPTY_OBJECT), _json(p.bbox, None),
-            _direction(p.direction), p.speed_kph, p.lane, p.image_ref, e.timestamp, s.received_at, s.via, e.protocol,
-            s.latency_ms, _json(e.extra, _EMPTY_OBJECT), text, passage_id,
-        ))  # fmt: skip
-    bulk.insert(Detection, DETECTION_FIELDS, rows)
+    bulk.insert(Detection, DETECTION_FIELDS, [detection_row(s, r, p) for s, r, p in zip(stored, reads, passage_ids)])
+
+
+def reads_of(stored: list[Stored]) -> list[passages.Read]:
+    return [passages.Read(s.device_id, normalize(s.envelope.payload.plate), s.envelope.payload.confidence,
+                          s.envelope.timestamp, s.envelope.message_id) for s in stored]  # fmt: skip
+
+
+def detection_row(s: Stored, read: passages.Read, passage_id: int | None) -> tuple:
+    """A detection's row, in the order of DETECTION_FIELDS; fills in what `s` carries to post-commit consumers."""
+    e, p = s.envelope, s.envelope.payload
+    s.passage_id, s.plate_normalized = passage_id, read.plate_normalized
+    text = read.folded
+    if p.candidates:
+        s.candidates_normalized = [normalize(c.plate) for c in p.candidates]
+        text = search_text(read.plate_normalized, s.candidates_normalized)
+    return (
+        e.message_id, s.device_id, p.plate, read.plate_normalized, p.confidence, p.region or "",
+        _json(p.candidates, _EMPTY_LIST), _json(p.vehicle, _EMPTY_OBJECT), _json(p.bbox, None),
+        _direction(p.direction), p.speed_kph, p.lane, p.image_ref, e.timestamp, s.received_at, s.via, e.protocol,
+        s.latency_ms, _json(e.extra, _EMPTY_OBJECT), text, passage_id,
+    )  # fmt: skip
 
 
 def _write_health(stored: list[Stored]) -> None:
-    rows = []
-    for s in stored:
-        e, p, net = s.envelope, s.envelope.payload, s.envelope.payload.network or _NO_NETWORK
-        rows.append((
-            e.message_id, s.device_id, e.timestamp, s.received_at, s.via, p.cpu_percent, p.memory_percent,
-            p.temperature_c, p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms,
-            net.bandwidth_kbps, net.packet_loss, net.uptime_percent, _json(e.extra, _EMPTY_OBJECT),
-        ))  # fmt: skip
-    bulk.insert(HealthLog, HEALTH_FIELDS, rows)
+    bulk.insert(HealthLog, HEALTH_FIELDS, [health_row(s) for s in stored])
+
+
+def health_row(s: Stored) -> tuple:
+    """A health report's row, in the order of HEALTH_FIELDS."""
+    e, p, net = s.envelope, s.envelope.payload, s.envelope.payload.network or _NO_NETWORK
+    return (
+        e.message_id, s.device_id, e.timestamp, s.received_at, s.via, p.cpu_percent, p.memory_percent,
+        p.temperature_c, p.disk_percent, p.uptime_s, p.fps, p.queue_depth, p.firmware or "", net.latency_ms,
+        net.bandwidth_kbps, net.packet_loss, net.uptime_percent, _json(e.extra, _EMPTY_OBJECT),
+    )  # fmt: skip
 
 
 def _write_configs(stored: list[Stored]) -> None:
@@ -202,6 +212,13 @@ def _touch_devices(items: list[Item], now: datetime) -> None:
     is left for the next batch, at most TOUCH_INTERVAL_S later. Waiting for it here would hold this batch's
     locks meanwhile, and two such waits make a deadlock.
     """
+    stale = stale_devices(items, now)
+    if stale:
+        mark_touched(stale, _touch(stale, now), now)
+
+
+def stale_devices(items: list[Item], now: datetime) -> dict[str, tuple[Device, str, str]]:
+    """The devices of `items` whose row is due a touch, by id: (device, transport, firmware) to write."""
     stale: dict[str, tuple[Device, str, str]] = {}
     for device, via, env in items:
         reported = env.payload.firmware if env.data_type == "health" else None
@@ -210,9 +227,12 @@ def _touch_devices(items: list[Item], now: datetime) -> None:
         if firmware != device.firmware or seen is None or via != device.last_transport \
                 or (now - seen).total_seconds() >= TOUCH_INTERVAL_S:  # fmt: skip
             stale[device.pk] = (device, via, firmware)
-    if not stale:
-        return
-    for pk in _touch(stale, now):
+    return stale
+
+
+def mark_touched(stale: dict[str, tuple[Device, str, str]], touched: list[str], now: datetime) -> None:
+    """Bring the in-memory devices whose rows were touched up to date (so the next batch sees them fresh)."""
+    for pk in touched:
         device, via, firmware = stale[pk]
         device.last_seen_at, device.last_transport, device.firmware = now, via, firmware
 
@@ -242,7 +262,7 @@ _TOUCH_SQL = (
 ).format(table=Device._meta.db_table)
 
 
-def _latency(env: Envelope, received_at: datetime) -> float:
+def latency_of(env: Envelope, received_at: datetime) -> float:
     return round((received_at - env.timestamp).total_seconds() * 1000, 3)
 
 

@@ -13,7 +13,7 @@ from transport import pipeline
 
 from .helpers import T0, ingest
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("both_write_paths")]
 
 
 def _passage_of(message_id: str) -> Passage:

@@ -7,7 +7,8 @@ import pytest
 from django.db import connection
 
 from tests.factories import envelope
-from transport import pipeline
+from detections.models import Detection
+from transport import one_statement, pipeline
 from transport.pipeline import Inbound
 
 pytestmark = pytest.mark.django_db
@@ -21,25 +22,36 @@ def _batch(devices, per_device=2):
             for d in devices for _ in range(per_device)]  # fmt: skip
 
 
+def _numbered(sql: str) -> str:
+    """The statement as PostgreSQL lists it: psycopg's placeholders as `$1`, `$2`..."""
+    parts = sql.replace("%s", "%b").split("%b")
+    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
+
+
 def _prepared() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         return [row[0] for row in cursor.fetchall()]
 
 
-def test_repeated_ingest_statements_are_prepared_and_still_store_everything(make_device):
+def test_repeated_ingest_statements_are_prepared_and_still_store_everything(make_device, both_write_paths):
     devices = [make_device(rate_limit_per_s=1e6) for _ in range(3)]
     batches = [_batch(devices) for _ in range(8)]
 
     acks = [ack for batch in batches for ack in pipeline.ingest_batch(batch)]
 
     assert {ack.status for ack in acks} == {pipeline.ACCEPTED}
+    assert Detection.objects.count() == 48
     prepared = _prepared()
+    if both_write_paths == "one statement":
+        assert [s for s in prepared if "lpr_ingest" in s] == [_numbered(one_statement.SQL)], prepared
+        return
     for table in ("transport_message", "detections_detection", "detections_passage"):
         assert any(f'INSERT INTO "{table}"' in statement for statement in prepared), (table, prepared)
     assert any("levenshtein_less_equal" in statement for statement in prepared), prepared
 
 
+@pytest.mark.usefixtures("both_write_paths")
 def test_prepared_statements_survive_a_new_partition(make_device):
     """A partition made while the statements are prepared (the daily task) does not break the next write."""
     from datetime import timedelta
@@ -59,8 +71,10 @@ def test_prepared_statements_survive_a_new_partition(make_device):
     assert made
 
 
-def test_batches_of_every_size_below_the_copy_threshold_share_one_statement_a_table(make_device):
+def test_batches_of_every_size_below_the_copy_threshold_share_one_statement_a_table(make_device, monkeypatch):
     from lpr_server import bulk
+
+    monkeypatch.setattr(one_statement, "fits", lambda items: False)  # the set-wise path's statements
 
     devices = [make_device(rate_limit_per_s=1e6) for _ in range(bulk.COPY_FROM_ROWS - 1)]
     for size in [1, 2, 3, 5, 8, 13, 21, 34, len(devices)] * 6:
