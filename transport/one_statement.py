@@ -29,8 +29,10 @@ from .store import (DETECTION_FIELDS, HEALTH_FIELDS, LEDGER_FIELDS, Item, Outcom
                     first_of_each_id, health_row, latency_of, ledger_row, mark_touched, reads_of,
                     stale_devices)  # fmt: skip
 
-# The function groups reads one statement each; past this many, `store.write`'s set-wise grouping is cheaper.
-MAX_MESSAGES = bulk.COPY_FROM_ROWS
+# The function looks for each read's passage with a statement of its own, among its camera's passages in the
+# window; `store.write` does it once a batch. Past about this many reads the set-wise way costs less (a camera
+# with hundreds of passages open, in-process: 32 reads 3.4 against 5.4 ms, 64 the same, 99 28 against 19 ms).
+MAX_MESSAGES = 50
 SQL = "SELECT * FROM lpr_ingest(%b, %b, %b, %s::json, %s::json, %s::json, %s::json)"
 _encode = msgspec.json.Encoder().encode
 
