@@ -196,8 +196,8 @@ DEVICE_TOKEN_SECRET = env("DEVICE_TOKEN_SECRET", default=SECRET_KEY)
 REALTIME_PING_INTERVAL_S = env.float("REALTIME_PING_INTERVAL_S", default=20.0)
 REALTIME_SILENT_TIMEOUT_S = env.float("REALTIME_SILENT_TIMEOUT_S", default=60.0)
 REALTIME_DB_WRITERS = env.int("REALTIME_DB_WRITERS", default=4)  # threads committing batches (transport/batching.py)
-# While messages keep coming, a write starts at most this often (ms), taking all that arrived meanwhile: fewer,
-# larger transactions. 0 writes each message as soon as a writer is free.
+# While writes carry several messages each, a write starts at most this often (ms), taking all that arrived
+# meanwhile: fewer, larger transactions. Lighter load, and 0, write as soon as a writer is free.
 REALTIME_WRITE_GAP_MS = env.float("REALTIME_WRITE_GAP_MS", default=3.0)
 HTTP_SYNC_THREADS = env.int("HTTP_SYNC_THREADS", default=8)  # threads running requests' synchronous code
 VIDEO_MAX_FPS = env.float("VIDEO_MAX_FPS", default=10.0)

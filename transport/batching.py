@@ -36,6 +36,8 @@ MAX_QUEUED = 5000  # per connection; beyond this it is told to slow down instead
 # less CPU, shorter waits) beats several; another writer joins only when this many messages wait per busy one.
 MESSAGES_PER_EXTRA_WRITER = 50
 CONNECTION_CHECK_S = 10.0
+# Writes of fewer messages than this start at once; from this size on, REALTIME_WRITE_GAP_MS apart (_Scheduler).
+GAP_AFTER_MESSAGES = 8
 
 _writers: ThreadPoolExecutor | None = None
 _thread_state = threading.local()
@@ -131,10 +133,12 @@ async def submit(items: list[Inbound]) -> list[Ack]:
 class _Scheduler:
     """Hands the queues of ready connections to at most REALTIME_DB_WRITERS concurrent writes.
 
-    A write costs a few database round trips whatever its size, so while
-    messages keep coming a write starts at most every REALTIME_WRITE_GAP_MS,
-    collecting what arrived meanwhile, unless a full batch's worth is already
-    waiting. After a quiet spell the first message is written at once.
+    A write has a cost whatever its size, so while writes carry
+    GAP_AFTER_MESSAGES or more (a busy connection set) a write starts at most
+    every REALTIME_WRITE_GAP_MS, collecting what arrived meanwhile, unless a
+    full batch's worth is already waiting. Under lighter load (writes of a
+    message or two) each one starts as soon as the writer is free: the wait
+    for the gap would be most of an ack's time.
     """
 
     def __init__(self) -> None:
@@ -143,6 +147,7 @@ class _Scheduler:
         self.busy = 0
         self.tasks: set[asyncio.Task] = set()
         self.last_start = float("-inf")
+        self.last_size = 0  # messages the last write took
         self.deferred: asyncio.TimerHandle | None = None
 
     def wake(self, conn: MicroBatcher, added: int = 1) -> None:
@@ -157,11 +162,13 @@ class _Scheduler:
             if self.busy and self.waiting < MESSAGES_PER_EXTRA_WRITER * self.busy:
                 return
             start_at = self.last_start + settings.REALTIME_WRITE_GAP_MS / 1000
-            if self.waiting < MESSAGES_PER_EXTRA_WRITER and loop.time() < start_at:
+            if self.last_size >= GAP_AFTER_MESSAGES and self.waiting < MESSAGES_PER_EXTRA_WRITER \
+                    and loop.time() < start_at:  # fmt: skip
                 if self.deferred is None:
                     self.deferred = loop.call_at(start_at, self._start_deferred)
                 return
             taken = self._take(settings.BATCH_MAX_MESSAGES)
+            self.last_size = sum(len(part) for _, part in taken)
             self.busy += 1
             self.last_start = loop.time()
             task = loop.create_task(self._write(taken))
