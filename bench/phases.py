@@ -93,7 +93,14 @@ def fixed_rate(run: Run, phase: str, measure_s: float | None = None) -> dict:
     figures["offered_per_s"] = MIXED_RATE if phase == "mixed" else WS_ACK_RATE
     figures["by_transport"] = {t: measure.latencies(r.sent, arrivals, *window) for t, r in results.items()}
     figures["server"] = server
+    figures["client_lag_ms"] = client_lag(results.values())
     return figures
+
+
+def client_lag(results) -> dict | None:
+    """The worst event-loop lag among the Node load generators (p50 and p99, ms): time an ack waited in a client."""
+    lags = [r.summary["loop_lag_ms"] for r in results if r.summary.get("loop_lag_ms")]
+    return {q: max(lag[q] for lag in lags) for q in ("p50", "p99")} if lags else None
 
 
 @dataclass(frozen=True)

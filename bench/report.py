@@ -146,6 +146,9 @@ def _rows() -> list[Row]:
         for p in ("p50", "p99"):
             rows.append((f"{label} {p} ms", lambda ph, f, L, k=kind, q=p: _num(_server(f, k, q), 1) if "server" in f else "",
                          lambda ph, f, L, k=kind, q=p: _server(f, k, q)))  # fmt: skip
+    for p in ("p50", "p99"):
+        rows.append((f"client loop lag {p} ms", lambda ph, f, L, q=p: _num(f["client_lag_ms"][q], 1) if f.get("client_lag_ms") else "",
+                     lambda ph, f, L, q=p: (f.get("client_lag_ms") or {}).get(q)))  # fmt: skip
     rows += [
         ("dashboard saw", lambda p, f, L: _seen(f), None),
         ("reconciled (DB)", lambda p, f, L: _reconciled(f), None),

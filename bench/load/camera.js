@@ -8,7 +8,8 @@
 // saturate: each connection keeps `window` messages unacknowledged (REST batch: `window` POSTs of `batch` messages
 // in flight); rate: `rate` messages/s in all, open loop, spread evenly over the cameras.
 // Writes one line per message to `log`: "message_id kind send_us ack_us status" (kind d|h; ack_us 0: no ack),
-// and a summary JSON on stdout: the measured window, counts and this process's CPU seconds.
+// and a summary JSON on stdout: the measured window, counts, this process's CPU seconds and its event loop's lag
+// over the window (ms late at p50 and p99).
 'use strict';
 const fs = require('fs');
 const http = require('http');
@@ -16,6 +17,9 @@ const WebSocket = require('ws');
 const { io } = require('socket.io-client');
 const { Camera, nowUs, isoUs } = require('./traffic');
 const { MqttClient } = require('./mqtt_wire');
+const { monitorEventLoopDelay } = require('perf_hooks');
+
+const LOOP_PROBE_MS = 10;
 
 const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const log = { id: [], kind: [], send: [], ack: [], status: [] };
@@ -199,7 +203,11 @@ async function main() {
   else if (cfg.mode === 'saturate') saturate(lanes);
   else atRate(lanes, start);
   const windowStart = start + cfg.warmup_s * 1e6, windowEnd = windowStart + cfg.measure_s * 1e6;
+  // This process's own event-loop lag over the window: an ack that arrives while the loop is late is timed late.
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_PROBE_MS });
+  setTimeout(() => loopDelay.enable(), Math.max(0, (windowStart - nowUs()) / 1000));
   await new Promise((r) => setTimeout(r, (windowEnd - nowUs()) / 1000));
+  loopDelay.disable();
   stopping = true;
   const drainUntil = nowUs() + (cfg.drain_s ?? 10) * 1e6;
   while (pending.size && nowUs() < drainUntil) await new Promise((r) => setTimeout(r, 20));
@@ -213,8 +221,15 @@ async function main() {
   }
   out.end(() => {
     process.stdout.write(JSON.stringify({ window: [windowStart, windowEnd], sent: log.id.length, unanswered: pending.size,
-      statuses: counts, cpu_s: (cpu.user + cpu.system) / 1e6 }), () => process.exit(0));
+      statuses: counts, cpu_s: (cpu.user + cpu.system) / 1e6, loop_lag_ms: lagOf(loopDelay) }), () => process.exit(0));
   });
+}
+
+// The histogram holds the time between the probe's wake-ups, each due LOOP_PROBE_MS after the last.
+function lagOf(histogram) {
+  if (!histogram.count) return null;
+  const late = (q) => Math.max(0, histogram.percentile(q) / 1e6 - LOOP_PROBE_MS);
+  return { p50: late(50), p99: late(99) };
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -17,6 +17,8 @@ def _figures(stored_per_s: float, requests_per_s: float | None = None, ack_p99=1
             "peak_rss_mb": {"daphne": 150.0}, "other_cpu_s": 0.0}  # fmt: skip
 
 
+META = {"started_at": "now", "cpus": 2, "cpu_model": "cpu", "memory_gb": 8.0, "commit": "abc",
+        "load_average": [0.1, 0.1, 0.1], "warmup_s": 3, "measure_s": 10}  # fmt: skip
 LIMITS = {"bare_view": {"requests_per_s": 1000.0}, "postgres": {"executemany_per_s": 40_000.0, "copy_per_s": 50_000.0},
           "bare_paho": {"messages_per_s": 20_000.0}}  # fmt: skip
 
@@ -48,9 +50,7 @@ def test_a_ratio_target_without_its_limit_is_not_judged():
 def test_the_table_names_a_lost_read_and_a_busy_machine(tmp_path):
     figures = _figures(31_000)
     figures["reconciliation"]["lost"], figures["other_cpu_s"] = 1, 5.0
-    results = {"meta": {"started_at": "now", "cpus": 2, "cpu_model": "cpu", "memory_gb": 8.0, "commit": "abc",
-                        "load_average": [1.5, 1.0, 1.0], "warmup_s": 3, "measure_s": 10},
-               "phases": {"rest_batch": figures}, "limits": LIMITS}  # fmt: skip
+    results = {"meta": {**META, "load_average": [1.5, 1.0, 1.0]}, "phases": {"rest_batch": figures}, "limits": LIMITS}
 
     text = report.table(results)
 
@@ -59,3 +59,20 @@ def test_the_table_names_a_lost_read_and_a_busy_machine(tmp_path):
     report.write_json(results, tmp_path / "b.json")
     assert "REST batch" in report.compare(tmp_path / "a.json", tmp_path / "b.json")
     assert json.loads((tmp_path / "a.json").read_text())["phases"]["rest_batch"]["stored_per_s"] == 31_000
+
+
+def test_the_load_generators_own_loop_lag_is_shown_for_the_worst_of_them():
+    from bench.generators import Result
+    from bench.phases import client_lag
+
+    results = [Result([], (0, 1), {"loop_lag_ms": {"p50": 0.2, "p99": 3.5}}),
+               Result([], (0, 1), {"loop_lag_ms": {"p50": 0.4, "p99": 1.0}}),
+               Result([], (0, 1), {})]  # wrk, which does not report it  # fmt: skip
+    figures = _figures(1_000)
+    figures["client_lag_ms"] = client_lag(results)
+
+    lines = report.table({"meta": META, "phases": {"ws_ack": figures}, "limits": LIMITS}).splitlines()
+
+    assert figures["client_lag_ms"] == {"p50": 0.4, "p99": 3.5}
+    assert [line.split()[-1] for line in lines if line.startswith("client loop lag")] == ["0.4", "3.5"]
+    assert client_lag([results[2]]) is None
