@@ -1,4 +1,7 @@
-"""The pipeline's storage step, run inside its transaction.
+"""The pipeline's storage step, run inside its transaction (set-wise: any batch, any backend).
+
+On PostgreSQL a small batch of detections and health reports is stored instead by
+`transport.one_statement`, from the rows the functions here build.
 
 The ledger (`transport.Message`) is inserted first with ON CONFLICT DO
 NOTHING; only messages it reports as new get their domain rows, written in
