@@ -137,11 +137,15 @@ def window() -> timedelta:
     return timedelta(seconds=getattr(settings, "PASSAGE_WINDOW_S", 5.0))
 
 
+def max_distance() -> int:
+    return getattr(settings, "PASSAGE_MAX_DISTANCE", 1)
+
+
 def assign(reads: list[Read]) -> list[int]:
     """The passage id of each read, creating and extending passages as needed."""
     if not reads:
         return []
-    index = _Index(getattr(settings, "PASSAGE_MAX_DISTANCE", 1), window())
+    index = _Index(max_distance(), window())
     for p in _open_passages(reads, index.window):
         index.add(p)
     for i in sorted(range(len(reads)), key=lambda i: reads[i].captured_at):
@@ -196,7 +200,7 @@ def open_passages_query(span: dict[str, list], win: timedelta) -> tuple[str, lis
     # (`affixes`): two comparisons against an array instead of one Levenshtein per plate of the batch.
     # OFFSET 0 keeps the arrays made once per device, not once per stored passage. %b: binary parameters (psycopg
     # quotes text-format arrays with regular expressions).
-    k = getattr(settings, "PASSAGE_MAX_DISTANCE", 1)
+    k = max_distance()
     table = connection.ops.quote_name(Passage._meta.db_table)
     sql = (
         "SELECT p.id, p.device_id, p.plate_folded, p.first_at, p.last_at FROM ("

@@ -19,14 +19,13 @@ from contextlib import nullcontext
 from datetime import datetime
 
 import msgspec
-from django.conf import settings
 from django.db import connection, transaction
 
 from detections import passages
 from lpr_server import bulk
 
 from .store import (DETECTION_FIELDS, HEALTH_FIELDS, LEDGER_FIELDS, Item, Outcome, Stored, detection_row,
-                    first_of_each_id, health_row, latency_of, ledger_row, mark_touched, reads_of,
+                    first_of_each_id, health_row, latency_of, ledger_row, mark_touched, read_of,
                     stale_devices)  # fmt: skip
 
 # The function looks for each read's passage with a statement of its own, among its camera's passages in the
@@ -54,13 +53,13 @@ def write(items: list[Item], received_at: datetime) -> Outcome:
         s = stored[i] = Stored(device.id, via, env, received_at, latency_of(env, received_at))
         ledger.append(_keyed(LEDGER_FIELDS, ledger_row(items[i], received_at, s.latency_ms)))
         if env.data_type == "detection":
-            (read,) = reads_of([s])
+            read = read_of(s)
             detections.append(_keyed(DETECTION_FIELDS, detection_row(s, read, None), folded=read.folded))
         else:
             health.append(_keyed(HEALTH_FIELDS, health_row(s)))
     stale = stale_devices([items[i] for i in keep], received_at)
     touches = [{"device": pk, "via": via, "firmware": firmware} for pk, (_, via, firmware) in stale.items()]
-    params = [received_at, passages.window(), getattr(settings, "PASSAGE_MAX_DISTANCE", 1),
+    params = [received_at, passages.window(), passages.max_distance(),
               *(_encode(rows).decode() for rows in (ledger, detections, health, touches))]  # fmt: skip
     # Inside a caller's transaction (a test's, a command's), a savepoint keeps a failure from aborting it.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():

@@ -138,15 +138,16 @@ HEALTH_FIELDS = ["message_id", "device", "reported_at", "received_at", "received
 
 
 def _write_detections(stored: list[Stored]) -> None:
-    reads = reads_of(stored)
+    reads = [read_of(s) for s in stored]
     # In this transaction (a few queries per batch), so alerts see each detection's passage.
     passage_ids = passages.assign(reads)
     bulk.insert(Detection, DETECTION_FIELDS, [detection_row(s, r, p) for s, r, p in zip(stored, reads, passage_ids)])
 
 
-def reads_of(stored: list[Stored]) -> list[passages.Read]:
-    return [passages.Read(s.device_id, normalize(s.envelope.payload.plate), s.envelope.payload.confidence,
-                          s.envelope.timestamp, s.envelope.message_id) for s in stored]  # fmt: skip
+def read_of(s: Stored) -> passages.Read:
+    """A detection as passage grouping sees it."""
+    p = s.envelope.payload
+    return passages.Read(s.device_id, normalize(p.plate), p.confidence, s.envelope.timestamp, s.envelope.message_id)
 
 
 def detection_row(s: Stored, read: passages.Read, passage_id: int | None) -> tuple:
