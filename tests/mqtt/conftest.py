@@ -50,14 +50,14 @@ class BridgeProcess:
     """`manage.py run_mqtt_bridge` in a subprocess; its log is kept in a file the test can read."""
 
     def __init__(self, log_dir: Path, url: str, client_id: str, *args: str, database_url: str | None = None,
-                 env: dict[str, str] | None = None):  # fmt: skip
+                 env: dict[str, str] | None = None, script: tuple[str, ...] = ("manage.py", "run_mqtt_bridge")):  # fmt: skip
         self.log_path = log_dir / f"bridge-{client_id}-{uuid.uuid4().hex[:6]}.log"
         self.args = ["--url", url, "--client-id", client_id, *args]
         env = {**os.environ, "DATABASE_URL": database_url or server_database_url(), "LOG_LEVEL": "INFO",
                "PYTHONUNBUFFERED": "1", "DB_CONN_MAX_AGE": "60", **(env or {})}  # fmt: skip
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "run_mqtt_bridge", *self.args],
+            [sys.executable, *script, *self.args],
             cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         RUNNING.append(self)

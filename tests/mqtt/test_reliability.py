@@ -161,3 +161,20 @@ def test_sigterm_finishes_the_batch_in_flight_before_the_bridge_exits(device, mo
     assert Message.objects.filter(device=device).count() == 10
     assert all(camera.wait_ack(env["message_id"], 5)["status"] == "accepted" for env in sent)
     camera.close()
+
+
+@pytest.mark.parametrize("lanes", ["1", "2"])
+def test_an_idle_bridge_stops_on_sigterm_even_when_its_signal_handler_is_slow(device, mosquitto, tmp_path, lanes):
+    broker = mosquitto()
+    script = ("-m", "tests.mqtt.slow_signal_bridge")
+    bridge = BridgeProcess(tmp_path, broker.url, "slow-signal", "--lanes", lanes, script=script).wait_subscribed()
+    camera = Camera(device.id, broker.port).connect()
+    sent = envelope(device.id, protocol="mqtt")
+    camera.publish(sent).wait_for_publish(5)
+    assert camera.wait_ack(sent["message_id"], 10)["status"] == "accepted"
+    camera.close()
+    time.sleep(0.5)  # idle: every lane waiting for its next message
+
+    # Without the fix, the handler's 0.3 s outlasted the main thread's 0.2 s wait for a message, which then never ended.
+    assert bridge.terminate(timeout=10) == 0
+    assert "stopped after settling 1 message" in bridge.log()

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 from django.db import DatabaseError, close_old_connections
 from django.db import connection as db_connection
@@ -92,19 +92,30 @@ class Bridge:
 
     def run(self, stop: threading.Event) -> None:
         """Bridge until `stop` is set; each lane finishes its batch in flight (or leaves it unacked if storage is
-        down). The first lane runs on this thread, the others on their own."""
+        down). Every lane runs on a thread of its own; this one only waits for `stop`, and logs the rate."""
         self.connection.start()
-        others = [threading.Thread(target=lane.run, args=(stop,), name=f"lpr-mqtt-lane-{lane.number}", daemon=True)
-                  for lane in self.lanes[1:]]  # fmt: skip
+        lanes = [threading.Thread(target=self._run_lane, args=(lane, stop), name=f"lpr-mqtt-lane-{lane.number}",
+                                  daemon=True) for lane in self.lanes]  # fmt: skip
         try:
-            for thread in others:
+            for thread in lanes:
                 thread.start()
-            self.lanes[0].run(stop, every_pass=self._log_stats)
+            while not stop.wait(STATS_EVERY_S):
+                self._log_stats()
         finally:
-            stop.set()  # if the first lane failed, the others end too
-            for thread in others:
+            stop.set()
+            for thread in lanes:
                 thread.join()
             self.connection.stop()
+
+    @staticmethod
+    def _run_lane(lane: _Lane, stop: threading.Event) -> None:
+        # Signals are for the thread that waits on `stop`. In a lane, one could end a wait for messages with
+        # nothing left of its timeout, and CPython 3.11's SimpleQueue.get then waits forever.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            lane.run(stop)
+        finally:
+            stop.set()  # a lane that failed stops the others, and the bridge
 
     def _log_stats(self) -> None:
         now = time.monotonic()
@@ -126,16 +137,14 @@ class _Lane:
         self.handled = 0
         self._db_checked_at = 0.0
 
-    def run(self, stop: threading.Event, every_pass: Callable[[], None] = lambda: None) -> None:
+    def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
                 batch = self._collect()
                 if batch:
                     self._handle(batch, stop)
-                every_pass()
         finally:
-            if threading.current_thread() is not threading.main_thread():
-                db_connection.close()  # back to the pool; the main thread's is closed by its command
+            db_connection.close()  # this thread's connection, back to the pool
 
     def _collect(self) -> list[Received]:
         try:
