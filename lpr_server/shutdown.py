@@ -24,7 +24,11 @@ STOP_DEADLINE_S = 15.0
 
 
 def stop_on_signals(deadline_s: float = STOP_DEADLINE_S) -> threading.Event:
-    """An event set by SIGTERM or SIGINT, which also arm the watchdog. Call from the main thread."""
+    """An event set by SIGTERM or SIGINT, which also arm the watchdog. Call from the main thread.
+
+    The main thread should then wait on the event, not on a queue: CPython 3.11's `SimpleQueue.get(timeout=...)`
+    waits forever when a signal handler outlasts what was left of its timeout (transport.mqtt.bridge).
+    """
     stop = threading.Event()
 
     def on_signal(signum, frame) -> None:
