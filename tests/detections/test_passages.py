@@ -237,3 +237,55 @@ def _numbered(sql: str) -> str:
     """`%b` placeholders as PostgreSQL's `$1`, `$2`... (for PREPARE)."""
     parts = sql.split("%b")
     return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, 1))
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_the_open_passage_query_returns_each_passage_a_read_may_join_and_no_other(settings, k):
+    """Against a brute-force check: every stored passage of the device, in the window, whose plate is one of the
+    batch's plates or within k edits of one of the device's plates; beside it plates two edits away, plates of
+    another device's batch, and passages out of the window. (The query tests plates through hash tables first.)"""
+    import random
+
+    from detections import passages
+    from detections.plates import near
+
+    settings.PASSAGE_MAX_DISTANCE = k
+    rng = random.Random(11)
+    alphabet = "AB0128XYZ"
+    gate, other = DeviceFactory(), DeviceFactory()
+    words = {"".join(rng.choice(alphabet) for _ in range(rng.randint(2, 9))) for _ in range(40)}
+    other_words = {"".join(rng.choice(alphabet) for _ in range(7)) for _ in range(10)}
+
+    def edits(word: str) -> set[str]:
+        out = set()
+        for i in range(len(word) + 1):
+            out.add(word[:i] + word[i + 1 :])
+            out.update(word[:i] + c + word[i + 1 :] for c in alphabet)
+            out.update(word[:i] + c + word[i:] for c in alphabet)
+        return out - {""}
+
+    stored = set(words) | set(other_words)
+    for w in words:
+        once = sorted(edits(w))
+        stored.update(rng.sample(once, 6))
+        stored.update(rng.sample(sorted(edits(rng.choice(once))), 4))  # mostly two edits away
+    stored.update("".join(rng.choice(alphabet) for _ in range(7)) for _ in range(200))
+    rows = []
+    for plate in sorted(stored):
+        for device, seconds in ((gate, 0), (gate, 60), (other, 0)):  # 60 s: outside the window
+            at = T0 + timedelta(seconds=seconds)
+            rows.append(Passage(device=device, plate_normalized=plate, plate_folded=plate, best_message_id=uuid.uuid4(),
+                                best_confidence=0.9, first_at=at, last_at=at))  # fmt: skip
+    Passage.objects.bulk_create(rows)
+    span = {gate.id: [T0, T0 + timedelta(seconds=1), set(words)], other.id: [T0, T0, set(other_words)]}
+
+    found = {(p.device_id, p.folded) for p in passages._open_passages_near(span, timedelta(seconds=5))}
+
+    expected = {
+        (device.id, plate)
+        for device, mine in ((gate, words), (other, other_words))
+        for plate in stored
+        if plate in words | other_words or any(near(plate, w, k) for w in mine)
+    }
+    assert found == expected
+    assert any(plate not in words | other_words for _, plate in found) == (k > 0)  # near, not the same plate
