@@ -1,9 +1,11 @@
 """Committed detections, handed to alert matching in batches, off the ingest path.
 
 `on_stored` is a post-commit consumer (transport.announce): it only appends
-what matching needs of each read (plate, candidates, device, time, passage)
-to a buffer, so matching reads nothing back from the database but for the
-few reads that hit. A daemon thread sends the buffer to ONE Celery task
+what matching needs of each read that could hit an active entry (plate,
+candidates, device, time, passage) to a buffer, so matching reads nothing
+back from the database but for the few reads that hit. While every active
+entry is an exact plate, that is only the reads of listed plates
+(`watchlists.prefilter`): most reads never reach the worker. A daemon thread sends the buffer to ONE Celery task
 (`detections.match_reads`): at once after a quiet spell, then at most every
 FLUSH_INTERVAL_S (or as soon as it holds FLUSH_MAX_IDS), so a burst of single
 REST requests still makes one task per batch. In eager mode (no REDIS_URL) the task runs on that thread, never
@@ -99,13 +101,16 @@ batcher = Batcher(_queue_match)
 
 
 def on_stored(messages: list) -> None:
-    """transport.announce consumer: newly stored detections, buffered as what matching needs of them
-    (`alerts.StoredRead`), so that matching reads nothing back from the database."""
+    """transport.announce consumer: newly stored detections that could hit an active entry (all of them once a
+    lenient entry or a pattern is active), buffered as what matching needs of them (`alerts.StoredRead`), so
+    that matching reads nothing back from the database."""
     from . import alerts, watchlists
 
     eager_beat.ensure_started()
-    if not watchlists.any_active():  # asked of the database at most every ALERT_INDEX_CHECK_S
+    watched = watchlists.prefilter()  # asked of the database at most every ALERT_INDEX_CHECK_S
+    if not (watched.everything or watched.plates):
         return
-    reads = [alerts.stored_read(m) for m in messages if m.envelope.data_type == "detection"]
+    reads = [alerts.stored_read(m) for m in messages
+             if m.envelope.data_type == "detection" and watched.may_hit(m.plate_normalized)]  # fmt: skip
     if reads:
         batcher.add(reads)

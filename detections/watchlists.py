@@ -24,11 +24,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils.dateparse import parse_datetime
 
 from devices.models import Device
@@ -331,9 +331,9 @@ def active_index() -> Index:
 
 
 def forget_index() -> None:
-    """Make the next `active_index` (and `any_active`) look at the database (tests; after bulk SQL)."""
-    global _cached, _any_checked_at
-    _cached = None
+    """Make the next `active_index` (and `any_active`, `prefilter`) look at the database (tests; after bulk SQL)."""
+    global _cached, _any_checked_at, _prefilter
+    _cached = _prefilter = None
     _any_checked_at = float("-inf")
 
 
@@ -350,6 +350,41 @@ def any_active() -> bool:
         _any = WatchlistEntry.objects.filter(watchlist__active=True).exists()
         _any_checked_at = now
     return _any
+
+
+class Prefilter(NamedTuple):
+    """Whether a stored read could hit an active entry, as ingest asks it before handing the read to matching.
+
+    While every active entry is an exact plate (most watchlists: stolen vehicles, permits), only reads whose
+    normalised plate is one of them can; a lenient entry or a pattern can hit any read.
+    """
+
+    everything: bool
+    plates: frozenset[str]
+
+    def may_hit(self, plate_normalized: str) -> bool:
+        return self.everything or plate_normalized in self.plates
+
+
+_prefilter: tuple[tuple, Prefilter] | None = None
+_prefilter_checked_at = float("-inf")
+
+
+def prefilter() -> Prefilter:
+    """The active entries as `Prefilter`; asked of the database at most every ALERT_INDEX_CHECK_S, as
+    `active_index` is, and loaded again only when an entry or list changed."""
+    global _prefilter, _prefilter_checked_at
+    now = time.monotonic()
+    if _prefilter is not None and now - _prefilter_checked_at < settings.ALERT_INDEX_CHECK_S:
+        return _prefilter[1]
+    stamp = _stamp()
+    _prefilter_checked_at = now
+    if _prefilter is None or _prefilter[0] != stamp:
+        active = WatchlistEntry.objects.filter(watchlist__active=True)
+        exact = Q(match="exact") & ~Q(kind="pattern")
+        plates = frozenset(active.filter(exact).values_list("value", flat=True).iterator(chunk_size=IMPORT_CHUNK))
+        _prefilter = (stamp, Prefilter(active.exclude(exact).exists(), plates))
+    return _prefilter[1]
 
 
 def _stamp() -> tuple:

@@ -210,3 +210,33 @@ def test_intake_wakes_its_thread_only_when_it_has_something_to_do():
     wait_until(lambda: len(sent) == 3, 0.4, every=0.005, what="the full batch to go before the interval")
     assert len(sent[-1]) == 1000 and wakes == 4
 
+
+
+@pytest.mark.parametrize("other", [None, {"value": "QQ111", "match": "lenient"}, {"value": "Z.*", "kind": "pattern"}],
+                         ids=["exact entries alone", "and a lenient entry", "and a pattern"])  # fmt: skip
+def test_ingest_hands_matching_only_the_reads_that_could_hit(make_device, monkeypatch, settings, other,
+                                                             django_capture_on_commit_callbacks):  # fmt: skip
+    """While every active entry is an exact plate, only reads of a listed plate go to the worker; a lenient entry
+    or a pattern can hit any read. A plate added to a list is handed over from the next check on."""
+    from detections import alert_intake
+
+    settings.ALERT_INDEX_CHECK_S = 0
+    watchlists.forget_index()
+    handed: list[list] = []
+    monkeypatch.setattr(alert_intake.batcher, "add", handed.extend)
+    listed = make_watchlist([{"value": "AB-1234"}] + ([other] if other else []))
+    device = make_device()
+
+    def ingest_plates(*plates: str) -> list[str]:
+        handed.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            for plate in plates:
+                assert ingest(detection(device.id, plate), device, "rest").status == "accepted"
+        return [read[4] for read in handed]  # StoredRead.plate_normalized
+
+    assert ingest_plates("AB 1234", "XY 9999") == (["AB1234"] if other is None else ["AB1234", "XY9999"])
+    listed.entries.create(value="XY9999")
+    assert ingest_plates("XY 9999", "CD 5678") == (["XY9999"] if other is None else ["XY9999", "CD5678"])
+    listed.active = False
+    listed.save()
+    assert ingest_plates("AB 1234") == []
