@@ -309,31 +309,38 @@ def _piece_key(length: int, index: int, text: str) -> str:
     return f"{length}:{index}:{text}"
 
 
-_cached: tuple[tuple, Index] | None = None
-_checked_at = float("-inf")
+class _Stamped:
+    """A value made from the active entries, made again when an entry or list changed; whether anything
+    changed is asked at most every ALERT_INDEX_CHECK_S (counting 100,000 entries is a scan), so an edit takes
+    effect within that time."""
+
+    def __init__(self, make):
+        self.make = make
+        self.value, self.stamp, self.checked_at = None, None, float("-inf")
+
+    def get(self):
+        now = time.monotonic()
+        if self.value is not None and now - self.checked_at < settings.ALERT_INDEX_CHECK_S:
+            return self.value
+        stamp = _stamp()
+        self.checked_at = now
+        if self.value is None or stamp != self.stamp:
+            self.value, self.stamp = self.make(), stamp
+        return self.value
+
+
+_index = _Stamped(lambda: Index(_rules()))
 
 
 def active_index() -> Index:
-    """The index of every entry of every active watchlist, rebuilt when an entry or list changed.
-
-    Whether anything changed is asked at most every ALERT_INDEX_CHECK_S (counting 100,000 entries is a
-    scan), so an edit takes effect within that time.
-    """
-    global _cached, _checked_at
-    now = time.monotonic()
-    if _cached is not None and now - _checked_at < settings.ALERT_INDEX_CHECK_S:
-        return _cached[1]
-    stamp = _stamp()
-    _checked_at = now
-    if _cached is None or _cached[0] != stamp:
-        _cached = (stamp, Index(_rules()))
-    return _cached[1]
+    """The index of every entry of every active watchlist (matching, in the worker)."""
+    return _index.get()
 
 
 def forget_index() -> None:
     """Make the next `active_index` (and `any_active`, `prefilter`) look at the database (tests; after bulk SQL)."""
-    global _cached, _any_checked_at, _prefilter
-    _cached = _prefilter = None
+    global _any_checked_at
+    _index.value = _prefilter.value = None
     _any_checked_at = float("-inf")
 
 
@@ -366,25 +373,19 @@ class Prefilter(NamedTuple):
         return self.everything or plate_normalized in self.plates
 
 
-_prefilter: tuple[tuple, Prefilter] | None = None
-_prefilter_checked_at = float("-inf")
+def _make_prefilter() -> Prefilter:
+    active = WatchlistEntry.objects.filter(watchlist__active=True)
+    exact = Q(match="exact") & ~Q(kind="pattern")
+    plates = frozenset(active.filter(exact).values_list("value", flat=True).iterator(chunk_size=IMPORT_CHUNK))
+    return Prefilter(active.exclude(exact).exists(), plates)
+
+
+_prefilter = _Stamped(_make_prefilter)
 
 
 def prefilter() -> Prefilter:
-    """The active entries as `Prefilter`; asked of the database at most every ALERT_INDEX_CHECK_S, as
-    `active_index` is, and loaded again only when an entry or list changed."""
-    global _prefilter, _prefilter_checked_at
-    now = time.monotonic()
-    if _prefilter is not None and now - _prefilter_checked_at < settings.ALERT_INDEX_CHECK_S:
-        return _prefilter[1]
-    stamp = _stamp()
-    _prefilter_checked_at = now
-    if _prefilter is None or _prefilter[0] != stamp:
-        active = WatchlistEntry.objects.filter(watchlist__active=True)
-        exact = Q(match="exact") & ~Q(kind="pattern")
-        plates = frozenset(active.filter(exact).values_list("value", flat=True).iterator(chunk_size=IMPORT_CHUNK))
-        _prefilter = (stamp, Prefilter(active.exclude(exact).exists(), plates))
-    return _prefilter[1]
+    """The active entries as `Prefilter` (alert intake, in every ingesting process)."""
+    return _prefilter.get()
 
 
 def _stamp() -> tuple:
