@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Callable
 from uuid import UUID
 
 import msgspec
@@ -94,13 +95,14 @@ class _Index:
         self.all: list[_Open] = []
         self._same: dict[tuple[str, str], list[_Open]] = {}
         self._by_device: dict[str, dict[str, list[_Open]]] = {}
+        self._deletions: dict[str, set[str]] = {}  # a plate is filed, looked up and sent to SQL: made once a batch
 
     def add(self, p: _Open) -> _Open:
         self.all.append(p)
         self._same.setdefault((p.device_id, p.folded), []).append(p)
         if self.max_distance:
             by_key = self._by_device.setdefault(p.device_id, {})
-            for key in deletions(p.folded, self.max_distance):
+            for key in self.deletions(p.folded):
                 by_key.setdefault(key, []).append(p)
         return p
 
@@ -118,10 +120,17 @@ class _Index:
         if not by_key:
             return []
         found: dict[int, _Open] = {}
-        for key in deletions(folded, self.max_distance):
+        for key in self.deletions(folded):
             for p in by_key.get(key, ()):
                 found[id(p)] = p
         return [p for p in found.values() if near(folded, p.folded, self.max_distance)]
+
+
+    def deletions(self, folded: str) -> set[str]:
+        keys = self._deletions.get(folded)
+        if keys is None:
+            keys = self._deletions[folded] = deletions(folded, self.max_distance)
+        return keys
 
 
 def deletions(word: str, k: int) -> set[str]:
@@ -131,6 +140,10 @@ def deletions(word: str, k: int) -> set[str]:
         frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
         keys |= frontier
     return keys
+
+
+def _one_edit(word: str) -> set[str]:
+    return deletions(word, 1)
 
 
 def window() -> timedelta:
@@ -146,7 +159,7 @@ def assign(reads: list[Read]) -> list[int]:
     if not reads:
         return []
     index = _Index(max_distance(), window())
-    for p in _open_passages(reads, index.window):
+    for p in _open_passages(reads, index):
         index.add(p)
     for i in sorted(range(len(reads)), key=lambda i: reads[i].captured_at):
         read = reads[i]
@@ -167,7 +180,7 @@ def _gap(p: _Open, at: datetime) -> float:
     return 0.0 if p.first_at <= at <= p.last_at else min(abs((at - p.first_at).total_seconds()), abs((at - p.last_at).total_seconds()))
 
 
-def _open_passages(reads: list[Read], win: timedelta) -> list[_Open]:
+def _open_passages(reads: list[Read], index: _Index) -> list[_Open]:
     """Stored passages a read of the batch may join: of its device, near it in time and (on PostgreSQL)
     within the edit distance of one of the batch's plates for that device (one indexed query)."""
     span: dict[str, list] = {}
@@ -175,8 +188,9 @@ def _open_passages(reads: list[Read], win: timedelta) -> list[_Open]:
         low, high, words = span.setdefault(r.device_id, [r.captured_at, r.captured_at, set()])
         span[r.device_id][:2] = min(low, r.captured_at), max(high, r.captured_at)
         words.add(r.folded)
+    win = index.window
     if connection.vendor == "postgresql":
-        return _open_passages_near(span, win)
+        return _open_passages_near(span, win, index.deletions)
     where = Q()
     for device_id, (low, high, _) in span.items():
         where |= Q(device_id=device_id, last_at__gte=low - win, first_at__lte=high + win)
@@ -184,14 +198,17 @@ def _open_passages(reads: list[Read], win: timedelta) -> list[_Open]:
     return [_Open(*row) for row in rows]
 
 
-def _open_passages_near(span: dict[str, list], win: timedelta) -> list[_Open]:
+def _open_passages_near(span: dict[str, list], win: timedelta, deletions_of: Callable[[str], set[str]] = _one_edit,
+                        ) -> list[_Open]:  # fmt: skip
     with bulk.server_cursor() as cursor:  # parameters bound by the server, the statement prepared once reused
-        cursor.execute(*open_passages_query(span, win))
+        cursor.execute(*open_passages_query(span, win, deletions_of))
         return [_Open(*row) for row in cursor.fetchall()]
 
 
-def open_passages_query(span: dict[str, list], win: timedelta) -> tuple[str, list]:
-    """PostgreSQL: the statement and parameters finding the passages each device's reads may join."""
+def open_passages_query(span: dict[str, list], win: timedelta, deletions_of: Callable[[str], set[str]] = _one_edit,
+                        ) -> tuple[str, list]:  # fmt: skip
+    """PostgreSQL: the statement and parameters finding the passages each device's reads may join
+    (`deletions_of`: a plate's deletion neighbourhood for one edit)."""
     # A busy camera has thousands of passages open at once; comparing plates here (in C) sends back only the
     # few a read may join. LATERAL, kept from being joined plainly by its OFFSET 0: one (device, last_at) index
     # range per device (joined plainly, the planner cannot tell how many devices the arrays hold and reads the
@@ -221,7 +238,7 @@ def open_passages_query(span: dict[str, list], win: timedelta) -> tuple[str, lis
     params = [devices, [span[d][0] - win for d in devices], [span[d][1] + win for d in devices],
               [" ".join(span[d][2]) for d in devices], " ".join(words)]  # fmt: skip
     if k == 1:
-        params += [n, n, heads, m, tails, " ".join(set().union(*(deletions(w, 1) for w in words)))]
+        params += [n, n, heads, m, tails, " ".join(set().union(*map(deletions_of, words)))]
     if k:
         params += [k, k]
     return sql, params

@@ -150,8 +150,11 @@ class Envelope(msgspec.Struct, gc=False):
     id_text: str = ""  # str(message_id), made once: acks, events and alert intake all need it
 
     def __post_init__(self) -> None:
-        if not self.id_text:
-            self.id_text = str(self.message_id)
+        if not self.id_text:  # msgspec writes the canonical form as str() does, in a third of the time
+            self.id_text = _encode_uuid(self.message_id)[1:-1].decode()
+
+
+_encode_uuid = msgspec.json.Encoder().encode
 
 
 # --- decoding -------------------------------------------------------------------

@@ -121,3 +121,13 @@ def test_control_payload_needs_a_command_id():
     with pytest.raises(EnvelopeError) as info:
         parse(raw(env))
     assert info.value.field == "payload.command_id"
+
+
+@pytest.mark.parametrize("written", [str.lower, str.upper, lambda text: text.replace("-", "")],
+                         ids=["canonical", "upper case", "32 hex digits"])  # fmt: skip
+def test_a_message_id_is_acked_in_the_canonical_form_however_it_was_written(written):
+    for _ in range(50):
+        message_id = uuid.uuid4()
+        env = envelope("CAM001")
+        env["message_id"] = written(str(message_id))
+        assert parse(raw(env)).id_text == str(message_id)
