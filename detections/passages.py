@@ -125,7 +125,6 @@ class _Index:
                 found[id(p)] = p
         return [p for p in found.values() if near(folded, p.folded, self.max_distance)]
 
-
     def deletions(self, folded: str) -> set[str]:
         keys = self._deletions.get(folded)
         if keys is None:

@@ -289,3 +289,27 @@ def test_the_open_passage_query_returns_each_passage_a_read_may_join_and_no_othe
     }
     assert found == expected
     assert any(plate not in words | other_words for _, plate in found) == (k > 0)  # near, not the same plate
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_the_in_memory_index_finds_every_passage_within_the_distance_and_no_other(k):
+    """passages._Index (a batch's open passages, filed under their deletion neighbourhoods)
+    against comparing with every passage, on random plates of 1 to 9 characters and edits of them."""
+    import random
+
+    from detections.passages import _Index, _Open
+    from detections.plates import near
+
+    rng = random.Random(3)
+    alphabet = "AB0128XYZ"
+    plates = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))) for _ in range(150)]
+    for plate in list(plates):
+        i = rng.randrange(len(plate) + 1)
+        plates += [plate[:i] + rng.choice(alphabet) + plate[i + 1 :], plate[:i] + rng.choice(alphabet) + plate[i:],
+                   plate[:i] + plate[i + 1 :]]  # fmt: skip
+    index = _Index(k, timedelta(seconds=5))
+    stored = [index.add(_Open(n, "gate", plate, T0, T0)) for n, plate in enumerate(p for p in plates if p)]
+    index.add(_Open(-1, "other gate", plates[0], T0, T0))
+    for word in set(plates[:200]) - {""}:
+        found = {p.id for p in index._near("gate", word)}
+        assert found == {p.id for p in stored if near(word, p.folded, k)}, word
