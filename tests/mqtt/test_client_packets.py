@@ -273,3 +273,59 @@ def test_an_ack_sent_while_the_broker_is_away_arrives_once_it_is_back(mosquitto)
             listener.disconnect()
     finally:
         connection.stop()
+
+
+class _Socket:
+    """What the client reads: the stream in the chunks given, then nothing more for now."""
+
+    def __init__(self, chunks: list[bytes]):
+        self.chunks = [c for c in chunks if c]
+
+    def recv(self, size: int) -> bytes:
+        if not self.chunks:
+            raise BlockingIOError
+        data, rest = self.chunks[0][:size], self.chunks[0][size:]
+        self.chunks[0:1] = [rest] if rest else []
+        return data
+
+    def close(self) -> None:
+        pass
+
+
+def test_packets_read_whole_from_the_buffer_arrive_as_paho_reads_them_wherever_the_stream_is_cut(monkeypatch):
+    """Several packets in one read, one cut anywhere (in a fixed header, in a two-byte length, in a body):
+    the client takes each whole packet from its buffer at once and leaves a partial one to paho's reading."""
+
+    def fixed(command: int, body: bytes) -> bytes:
+        n, length = len(body), b""
+        while True:
+            byte, n = n % 128, n // 128
+            length += bytes([byte | (0x80 if n else 0)])
+            if not n:
+                return bytes([command]) + length + body
+
+    stream = b"".join([
+        fixed(PUBLISH | QOS1, bytes(publish_packet(1))),
+        fixed(PUBLISH | QOS1, bytes(publish_packet(2, b"\x05\x02\x00\x00\x00\x3c"))),  # a property: paho's way
+        fixed(PUBLISH | QOS1, bytes(publish_packet(3, body=b"x" * 300))),  # a length of two bytes
+        fixed(PUBLISH, bytes(publish_packet(None))),  # QoS 0
+    ])  # fmt: skip
+    for cut in range(len(stream) + 1):
+        got = []
+        for cls in (_Client, mqtt.Client):
+            c = client(cls=cls)
+            c._sock = _Socket([stream[:cut], stream[cut:]])
+            for _ in range(20):
+                c.loop_read()
+            got.append(c.received)
+        assert got[0] == got[1] and [m[2] for m in got[0]] == [1, 2, 3, 0], cut
+
+    read_by_paho = []
+    original = mqtt.Client._packet_read
+    monkeypatch.setattr(mqtt.Client, "_packet_read", lambda self: read_by_paho.append(1) or original(self))
+    c = client()
+    c._sock = _Socket([stream])
+    while len(c.received) < 4 and len(read_by_paho) < 20:
+        c.loop_read()
+    # the first packet comes with the first read, through paho's way; the other three whole from the buffer
+    assert len(c.received) == 4 and len(read_by_paho) <= 2, read_by_paho

@@ -207,6 +207,42 @@ class _Client(mqtt.Client):
         """Bytes read from the socket that paho has not taken yet (select() cannot see them)."""
         return len(self._read_buffer) - self._read_at
 
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        # paho reads a packet through three or more calls of _sock_recv (the type, each byte of the length,
+        # the rest) and makes a new dict for the next one; a packet already whole in the read buffer is
+        # taken in one go. A partial one (or a length of more than four bytes) is left to paho's reading.
+        whole = self._whole_packet() if self._in_packet["command"] == 0 else None
+        if whole is None:
+            return super()._packet_read()
+        self._in_packet["command"], self._in_packet["packet"] = whole
+        try:
+            rc = self._packet_handle()
+        except mqtt.MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = mqtt.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet["command"], self._in_packet["packet"] = 0, bytearray()
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        return rc
+
+    def _whole_packet(self) -> tuple[int, bytes] | None:
+        """(fixed header's first byte, the rest after the length) of the next packet if the buffer holds it all."""
+        buf, start, end = self._read_buffer, self._read_at, len(self._read_buffer)
+        length, shift, at = 0, 0, start + 1
+        while True:
+            if at >= end or at - start > 4:
+                return None
+            byte = buf[at]
+            at += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if at + length > end:
+            return None
+        self._read_at = at + length
+        return buf[start], buf[at : at + length]
+
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._read_at >= len(self._read_buffer):
             self._read_buffer, self._read_at = super()._sock_recv(READ_CHUNK), 0  # may raise BlockingIOError
