@@ -100,17 +100,66 @@ def _queue_match(reads: list[list]) -> None:
 batcher = Batcher(_queue_match)
 
 
+class _Watched:
+    """The last `watchlists.Prefilter`, looked up again on a thread of its own at most every
+    ALERT_INDEX_CHECK_S: the check scans the entries (10 ms at 100,000) and a change loads every exact plate
+    (100 ms), which a write must not wait for. Until the first look, every read goes to matching."""
+
+    def __init__(self) -> None:
+        self.value = None
+        self._due = float("-inf")
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def current(self):
+        from django.conf import settings
+
+        from . import watchlists
+
+        if settings.ALERT_INDEX_CHECK_S <= 0:  # tests and debugging: every write sees the lists as they are
+            return watchlists.prefilter()
+        now = time.monotonic()
+        if now >= self._due:
+            self._due = now + settings.ALERT_INDEX_CHECK_S
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="lpr-watchlist-check", daemon=True)
+                self._thread.start()
+            self._wake.set()
+        return self.value
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        from . import watchlists
+
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.value = watchlists.prefilter()
+            except Exception:
+                log.exception("alert intake: could not look up the watchlists; handing every read to matching")
+                self.value = None
+            finally:
+                connection.close()
+
+
+watched = _Watched()
+
+
 def on_stored(messages: list) -> None:
     """transport.announce consumer: newly stored detections that could hit an active entry (all of them once a
     lenient entry or a pattern is active), buffered as what matching needs of them (`alerts.StoredRead`), so
     that matching reads nothing back from the database."""
-    from . import alerts, watchlists
+    from . import alerts
 
     eager_beat.ensure_started()
-    watched = watchlists.prefilter()  # asked of the database at most every ALERT_INDEX_CHECK_S
-    if not (watched.everything or watched.plates):
+    could_hit = watched.current()
+    if could_hit is not None and not (could_hit.everything or could_hit.plates):
         return
-    reads = [alerts.stored_read(m) for m in messages
-             if m.envelope.data_type == "detection" and watched.may_hit(m.plate_normalized)]  # fmt: skip
+    reads = [alerts.stored_read(m) for m in messages if m.envelope.data_type == "detection"
+             and (could_hit is None or could_hit.may_hit(m.plate_normalized))]  # fmt: skip
     if reads:
         batcher.add(reads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -240,3 +242,47 @@ def test_ingest_hands_matching_only_the_reads_that_could_hit(make_device, monkey
     listed.active = False
     listed.save()
     assert ingest_plates("AB 1234") == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_never_waits_for_the_watchlist_lookup(make_device, monkeypatch, settings,
+                                                      django_assert_num_queries):  # fmt: skip
+    """With ALERT_INDEX_CHECK_S set, the lists are looked up on a thread of their own: the committing thread
+    makes no query for them (at 100,000 entries the check takes 10 ms), and until the first look every read
+    goes to matching; a plate added to a list is handed over once the thread has looked again."""
+    from detections import alert_intake
+    from detections.alert_models import WatchlistEntry
+    from tests.support import wait_until
+    from transport.store import Stored
+
+    settings.ALERT_INDEX_CHECK_S = 0.05
+    watchlists.forget_index()
+    monkeypatch.setattr(alert_intake, "watched", alert_intake._Watched())
+    handed: list[list] = []
+    monkeypatch.setattr(alert_intake.batcher, "add", handed.extend)
+    listed = make_watchlist([{"value": "AB-1234"}])
+    device = make_device()
+
+    def stored(plate: str) -> Stored:
+        from transport.envelope import parse
+
+        env = parse(json.dumps(detection(device.id, plate)).encode())
+        return Stored(device.id, "rest", env, env.timestamp, 1.0, plate_normalized=plate.replace(" ", ""))
+
+    with django_assert_num_queries(0):
+        alert_intake.on_stored([stored("XY 9999")])  # not looked up yet: handed over
+    assert [r[4] for r in handed] == ["XY9999"]
+    wait_until(lambda: alert_intake.watched.value is not None, 5, what="the first look at the lists")
+    handed.clear()
+    with django_assert_num_queries(0):
+        alert_intake.on_stored([stored("XY 9999"), stored("AB 1234")])
+    assert [r[4] for r in handed] == ["AB1234"]
+
+    WatchlistEntry.objects.create(watchlist=listed, value="XY9999")
+
+    def handed_over() -> bool:
+        handed.clear()
+        alert_intake.on_stored([stored("XY 9999")])
+        return [r[4] for r in handed] == ["XY9999"]
+
+    wait_until(handed_over, 5, every=0.02, what="the new entry to reach alert intake")
