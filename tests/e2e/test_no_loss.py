@@ -152,9 +152,14 @@ def test_twenty_cameras_lose_nothing_and_duplicate_nothing_through_every_failure
         lone.kill()
         queued_at_kill = outbox_ids(lone_outbox)
         produced_before_kill = len(read_logs([lone.state_dir])[ids[-1]].produced)
+        t4_iso = now_iso()
         lone.start()
         wait_until(lambda: len(read_logs([lone.state_dir])[ids[-1]].produced) > produced_before_kill, 20,
                    what="the restarted camera to produce again")  # fmt: skip
+        # A restarted camera starts on WebSocket without a switch: it must have left it (the outage is still on)
+        # before step 5, or a camera that reconnects only after the restore never switches back to it.
+        wait_until(lambda: any(s["at"] >= t4_iso for s in read_logs([lone.state_dir])[ids[-1]].switches), 30,
+                   what="the restarted camera to leave websocket")  # fmt: skip
 
         # 5. Everything restored: they drain over MQTT first, then climb back to WebSocket.
         t5, t5_iso = datetime.now(timezone.utc), now_iso()
