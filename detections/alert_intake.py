@@ -84,29 +84,15 @@ class Batcher:
                 time.sleep(RETRY_AFTER_S)
 
 
-def _queue_match(reads: list[list]) -> None:
-    from django.db import connection
-
-    from . import watchlists
-    from .alert_tasks import match_reads
-
-    try:
-        if watchlists.any_active():
-            match_reads.delay(reads)  # eager mode (no REDIS_URL): runs here, on this thread
-    finally:
-        connection.close()  # a long-lived thread must not hold a database session between batches
-
-
-batcher = Batcher(_queue_match)
-
-
 class _Watched:
     """The last `watchlists.Prefilter`, looked up again on a thread of its own at most every
     ALERT_INDEX_CHECK_S: the check scans the entries (10 ms at 100,000) and a change loads every exact plate
     (100 ms), which a write must not wait for. Until the first look, every read goes to matching."""
 
     def __init__(self) -> None:
-        self.value = None
+        from .watchlists import EVERY_READ
+
+        self.value = EVERY_READ
         self._due = float("-inf")
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,12 +127,27 @@ class _Watched:
                 self.value = watchlists.prefilter()
             except Exception:
                 log.exception("alert intake: could not look up the watchlists; handing every read to matching")
-                self.value = None
+                self.value = watchlists.EVERY_READ
             finally:
                 connection.close()
 
 
 watched = _Watched()
+
+
+def _queue_match(reads: list[list]) -> None:
+    from django.db import connection
+
+    from .alert_tasks import match_reads
+
+    try:
+        if watched.current().anything:  # the lists may have emptied since these reads were buffered
+            match_reads.delay(reads)  # eager mode (no REDIS_URL): runs here, on this thread
+    finally:
+        connection.close()  # a long-lived thread must not hold a database session between batches
+
+
+batcher = Batcher(_queue_match)
 
 
 def on_stored(messages: list) -> None:
@@ -157,9 +158,9 @@ def on_stored(messages: list) -> None:
 
     eager_beat.ensure_started()
     could_hit = watched.current()
-    if could_hit is not None and not (could_hit.everything or could_hit.plates):
+    if not could_hit.anything:
         return
-    reads = [alerts.stored_read(m) for m in messages if m.envelope.data_type == "detection"
-             and (could_hit is None or could_hit.may_hit(m.plate_normalized))]  # fmt: skip
+    reads = [alerts.stored_read(m) for m in messages
+             if m.envelope.data_type == "detection" and could_hit.may_hit(m.plate_normalized)]  # fmt: skip
     if reads:
         batcher.add(reads)

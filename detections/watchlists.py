@@ -338,25 +338,8 @@ def active_index() -> Index:
 
 
 def forget_index() -> None:
-    """Make the next `active_index` (and `any_active`, `prefilter`) look at the database (tests; after bulk SQL)."""
-    global _any_checked_at
+    """Make the next `active_index` and `prefilter` look at the database (tests; after bulk SQL)."""
     _index.value = _prefilter.value = None
-    _any_checked_at = float("-inf")
-
-
-_any = False
-_any_checked_at = float("-inf")
-
-
-def any_active() -> bool:
-    """Whether any active watchlist has entries; asked at most every ALERT_INDEX_CHECK_S, so that ingest
-    processes queue no matching at all while there is nothing to match."""
-    global _any, _any_checked_at
-    now = time.monotonic()
-    if now - _any_checked_at >= settings.ALERT_INDEX_CHECK_S:
-        _any = WatchlistEntry.objects.filter(watchlist__active=True).exists()
-        _any_checked_at = now
-    return _any
 
 
 class Prefilter(NamedTuple):
@@ -369,8 +352,16 @@ class Prefilter(NamedTuple):
     everything: bool
     plates: frozenset[str]
 
+    @property
+    def anything(self) -> bool:
+        """Whether any read could hit (any active entry at all)."""
+        return self.everything or bool(self.plates)
+
     def may_hit(self, plate_normalized: str) -> bool:
         return self.everything or plate_normalized in self.plates
+
+
+EVERY_READ = Prefilter(True, frozenset())  # when the lists are not known: leave it all to matching
 
 
 def _make_prefilter() -> Prefilter:

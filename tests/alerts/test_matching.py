@@ -272,7 +272,7 @@ def test_a_write_never_waits_for_the_watchlist_lookup(make_device, monkeypatch, 
     with django_assert_num_queries(0):
         alert_intake.on_stored([stored("XY 9999")])  # not looked up yet: handed over
     assert [r[4] for r in handed] == ["XY9999"]
-    wait_until(lambda: alert_intake.watched.value is not None, 5, what="the first look at the lists")
+    wait_until(lambda: alert_intake.watched.value is not watchlists.EVERY_READ, 5, what="the first look at the lists")
     handed.clear()
     with django_assert_num_queries(0):
         alert_intake.on_stored([stored("XY 9999"), stored("AB 1234")])
